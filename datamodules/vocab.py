@@ -1,0 +1,83 @@
+"""The shared label vocabulary that every corpus is mapped onto.
+
+Corpora name their emotions differently ("ang", "Angry", "A", "anger"); training and evaluation need one set.
+Per-corpus mappings live with each importer and map *onto* these names; the original label is kept beside it.
+"""
+from __future__ import annotations
+
+EMOTIONS: tuple[str, ...] = (
+    "neutral",
+    "happy",
+    "sad",
+    "angry",
+    "fearful",
+    "disgusted",
+    "surprised",
+    "calm",
+    "contempt",
+    "other",
+)
+
+# Speaking styles are labels about *how* words are delivered, independent of emotion.
+STYLES: tuple[str, ...] = (
+    "whispered",
+    "fast",
+    "slow",
+    "loud",
+    "soft",
+    "high-pitched",
+    "low-pitched",
+    "creaky",
+    "breathy",
+    "singing",
+    "laughing",
+    "projected",
+    "default",
+)
+
+GENDERS: tuple[str, ...] = ("female", "male")
+
+# Plain-language phrases used when a label is written into a prompt ("The speaker sounds sad.").
+EMOTION_ADJECTIVE: dict[str, str] = {
+    "neutral": "neutral",
+    "happy": "happy",
+    "sad": "sad",
+    "angry": "angry",
+    "fearful": "afraid",
+    "disgusted": "disgusted",
+    "surprised": "surprised",
+    "calm": "calm",
+    "contempt": "contemptuous",
+    "other": "emotional in an unusual way",
+}
+
+STYLE_PHRASE: dict[str, str] = {
+    "whispered": "whispering",
+    "fast": "speaking fast",
+    "slow": "speaking slowly",
+    "loud": "speaking loudly",
+    "soft": "speaking softly",
+    "high-pitched": "speaking in a high-pitched voice",
+    "low-pitched": "speaking in a low-pitched voice",
+    "creaky": "speaking with a creaky voice",
+    "breathy": "speaking with a breathy voice",
+    "singing": "singing",
+    "laughing": "laughing while speaking",
+    "projected": "projecting their voice",
+    "default": "speaking in an ordinary way",
+}
+
+
+def check_emotion(label: str | None) -> str | None:
+    """Return ``label`` if it is in the shared set (or None); raise ValueError naming it otherwise."""
+    if label is None or label in EMOTIONS:
+        return label
+    raise ValueError(f"unknown emotion label {label!r}; expected one of {', '.join(EMOTIONS)}")
+
+
+def check_styles(labels: list[str] | None) -> list[str]:
+    """Return the style list if every entry is known; raise ValueError naming the first unknown one."""
+    for label in labels or []:
+        if label not in STYLES:
+            raise ValueError(f"unknown style label {label!r}; expected some of {', '.join(STYLES)}")
+    return list(labels or [])
