@@ -1,0 +1,85 @@
+"""``ShardDataModule``: streams WebDataset shards to training, validation and test, and resumes exactly."""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+
+from datamodules.features import LogMel
+from datamodules.loader import POSITION, BatchStream, ResumableStreamLoader, StreamLoader
+from datamodules.stream import expand_sources
+
+Sources = str | list[str] | list[dict[str, Any]] | None
+
+
+class ShardDataModule(pl.LightningDataModule):
+    """Sources are a path / folder / brace pattern / ``pipe:`` command, a list of them (one dataset), or a list of
+    ``{"shards": <any of those>, "weight": w}`` (datasets mixed by weight). A folder means its
+    ``<split>-*.tar`` with the split names below. Batches hold at most ``max_batch_seconds`` of padded audio and
+    ``max_batch_size`` examples; ``bucket_window`` > 1 sorts that many examples by length before cutting batches.
+    Validation and test keep shard order, do not shuffle, and read every sample exactly once across ranks.
+    """
+
+    def __init__(self, train: Sources = None, val: Sources = None, test: Sources = None, *,
+                 train_split: str = "train", val_split: str = "val", test_split: str = "test",
+                 sample_rate: int = 16000, n_mels: int = 80, max_batch_seconds: float = 60.0,
+                 max_batch_size: int = 32, bucket_window: int = 64, shuffle_buffer: int = 256,
+                 num_workers: int = 2, prefetch_factor: int = 2, pin_memory: bool = False, seed: int = 0,
+                 example_builder: Callable[[dict, random.Random], list[dict]] | None = None,
+                 collate: Callable[[list[dict]], dict] | None = None, eval_example_builder: Callable | None = None):
+        super().__init__()
+        self.sources = {"train": (train, train_split), "val": (val, val_split), "test": (test, test_split)}
+        self.stream_options = dict(sample_rate=sample_rate, features=LogMel(n_mels=n_mels, sample_rate=sample_rate),
+                                   max_batch_seconds=max_batch_seconds, max_batch_size=max_batch_size,
+                                   seed=seed, collate=collate)
+        self.bucket_window, self.shuffle_buffer = bucket_window, shuffle_buffer
+        self.example_builder = example_builder
+        self.eval_example_builder = eval_example_builder or example_builder
+        self.loader_options = dict(num_workers=num_workers, prefetch_factor=prefetch_factor, pin_memory=pin_memory)
+        self._loaders: dict[str, StreamLoader] = {}
+
+    def _datasets(self, stage: str) -> list[tuple[list[str], float]]:
+        spec, split = self.sources[stage]
+        if spec is None:
+            raise ValueError(f"ShardDataModule has no {stage} shards configured")
+        entries = spec if isinstance(spec, list) and spec and isinstance(spec[0], dict) else [{"shards": spec}]
+        return [(expand_sources(e["shards"], split), float(e.get("weight", 1.0))) for e in entries]
+
+    def _loader(self, stage: str) -> StreamLoader:
+        # One loader object per stage for the whole run: it carries the epoch and (train) the resume position.
+        if stage not in self._loaders:
+            if stage == "train":
+                stream = BatchStream(self._datasets(stage), bucket_window=self.bucket_window,
+                                     shuffle_buffer=self.shuffle_buffer, shuffle=True,
+                                     example_builder=self.example_builder, **self.stream_options)
+                self._loaders[stage] = ResumableStreamLoader(stream, **self.loader_options)
+            else:
+                stream = BatchStream(self._datasets(stage), bucket_window=self.bucket_window, shuffle=False,
+                                     example_builder=self.eval_example_builder, **self.stream_options)
+                self._loaders[stage] = StreamLoader(stream, **self.loader_options)
+        return self._loaders[stage]
+
+    def train_dataloader(self) -> ResumableStreamLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> StreamLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> StreamLoader:
+        return self._loader("test")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Called by Lightning for each batch a step really uses, unlike the loader's own count of batches
+        # yielded, which runs ahead by what Lightning pre-fetches.
+        if isinstance(batch, dict) and POSITION in batch:
+            tag = batch.pop(POSITION)
+            if self.trainer is None or self.trainer.training:
+                self._loaders["train"].mark_consumed(tag)
+        return batch
+
+    def skip_counts(self, stage: str = "train") -> dict[str, int]:
+        """Samples skipped so far by reason (corrupt tar, bad json, bad audio, ...) in ``stage``."""
+        loader = self._loaders.get(stage)
+        return loader.skip_counts() if loader else {}
