@@ -186,6 +186,8 @@ class ResumableStreamLoader(StreamLoader):
     def __init__(self, stream: BatchStream, **kwargs: Any):
         kwargs.setdefault("even_batches", True)
         super().__init__(stream, **kwargs)
+        # skip counts up to the last batch a training step used (``skips`` also counts pre-fetched batches)
+        self.consumed_skips: Counter = Counter()
         self._reset_position()
 
     def _reset_position(self) -> None:
@@ -204,16 +206,17 @@ class ResumableStreamLoader(StreamLoader):
         if position[1] not in self.ended:
             self.ended.add(position[1])
             self.skips.update(delta)
+            self.consumed_skips.update(delta)
 
     def _deliver(self, position: tuple, delta: dict, batch: Any) -> Any:
         if not isinstance(batch, dict):
             raise TypeError(f"the collate function must return a dict for resumable loading, got {type(batch)}")
         batch[POSITION] = (position, delta)
-        return batch
+        return super()._deliver(position, delta, batch)
 
     def mark_consumed(self, tag: tuple) -> None:
         (epoch, role, index), delta = tag
-        self.skips.update(delta)
+        self.consumed_skips.update(delta)
         if epoch == self.epoch:
             self.consumed[role] = index + 1
             self.last_role = role
@@ -224,7 +227,7 @@ class ResumableStreamLoader(StreamLoader):
 
     def _local_state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "consumed": dict(self.consumed), "last_role": self.last_role,
-                "ended": sorted(self.ended), "skips": dict(self.skips), "num_workers": self.num_workers}
+                "ended": sorted(self.ended), "skips": dict(self.consumed_skips), "num_workers": self.num_workers}
 
     def state_dict(self) -> dict[str, Any]:
         """This loader's position on every rank (a collective: Lightning builds checkpoints on all ranks)."""
@@ -239,7 +242,7 @@ class ResumableStreamLoader(StreamLoader):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         rank, world = rank_and_world()
         mine = state["ranks"][min(rank, len(state["ranks"]) - 1)]
-        self.epoch, self.skips = mine["epoch"], Counter(mine["skips"])
+        self.epoch, self.skips, self.consumed_skips = mine["epoch"], Counter(mine["skips"]), Counter(mine["skips"])
         self._reset_position()
         if state["world_size"] != world or mine["num_workers"] != self.num_workers or state["seed"] != self.stream.seed:
             warnings.warn(
