@@ -64,11 +64,11 @@ class ShardDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> ResumableStreamLoader:
         return self._loader("train")
 
-    def val_dataloader(self) -> StreamLoader:
-        return self._loader("val")
+    def val_dataloader(self) -> StreamLoader | list:
+        return self._loader("val") if self.sources["val"][0] is not None else []  # []: no validation
 
-    def test_dataloader(self) -> StreamLoader:
-        return self._loader("test")
+    def test_dataloader(self) -> StreamLoader | list:
+        return self._loader("test") if self.sources["test"][0] is not None else []
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Called by Lightning for each batch a step really uses, unlike the loader's own count of batches
