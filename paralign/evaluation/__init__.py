@@ -1,0 +1,1 @@
+"""Evaluation: turning model replies into metrics with confidence intervals, a validated LLM judge, and a report."""

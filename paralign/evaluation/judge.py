@@ -1,0 +1,270 @@
+"""An LLM judge that scores each reply 0-100 for fitting both what the speaker said and how they felt.
+
+Backends: any OpenAI-compatible chat-completions endpoint (:class:`OpenAIJudge`) or a local transformers causal
+LM (:class:`LocalJudge`). Malformed judge output is retried with a stricter reminder, then recorded as unparsed
+(score None) and left out of the mean, never scored 0. Results are cached in a JSONL file keyed by a hash of
+(judge id, prompt, reply) so a re-run only asks about new items. The API key is read from the environment at
+request time and is never logged, cached or stored on the object.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = "You are a strict, fair evaluator of conversational replies. You answer only with a score."
+
+RUBRIC = """\
+A speaker said something out loud. Rate how well the assistant's reply fits BOTH what the speaker said AND the \
+speaker's emotional state and speaking style.
+
+Speaker's words (transcript): {transcript}
+Speaker's emotional state: {emotion}
+Speaker's speaking style: {style}
+Instruction given to the assistant: {prompt}
+Reference reply (one good answer, not the only one): {reference}
+
+Assistant's reply to rate: {reply}
+
+Scoring guide (0-100):
+- 90-100: addresses the content correctly AND clearly reflects the speaker's emotional state.
+- 70-89: addresses the content and is broadly consistent with the emotion, with minor gaps.
+- 40-69: addresses the content but ignores or misreads the emotion (or the reverse).
+- 10-39: mostly off-topic or contradicts the speaker's emotional state.
+- 0-9: irrelevant, empty or nonsensical.
+
+Answer with one line of the form "Score: N" where N is an integer from 0 to 100."""
+
+RETRY_REMINDER = "\n\nYour previous answer could not be read. Reply with exactly `Score: N` (N from 0 to 100)."
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_JSON_SCORE = re.compile(r"\{[^{}]*\"score\"\s*:\s*\"?" + _NUMBER + r"\"?[^{}]*\}", re.IGNORECASE)
+# A number after "score"/"rating", optionally written as a fraction ("Score: 8/10" is on another scale: refused).
+_LABELLED = re.compile(
+    r"\b(?:score|rating)\b\W{0,6}(?:is|of|=)?\W{0,3}" + _NUMBER + r"(?:\s*(?:/|out\s+of)\s*(\d+))?", re.IGNORECASE
+)
+_FRACTION = re.compile(_NUMBER + r"\s*(?:/|out\s+of)\s*(\d+)\b", re.IGNORECASE)
+_BARE = re.compile(r"^\W*" + _NUMBER + r"\W*$")
+
+
+def parse_score(text: str | None) -> float | None:
+    """The 0-100 score in a judge answer, or None when there is none (or it is out of range / on another scale).
+
+    Accepted: JSON ``{"score": 85}``, ``Score: 85`` / ``**Rating** - 85`` (any case), ``85/100``,
+    ``85 out of 100``, or the bare number alone. Other numbers in prose are not guessed at.
+    """
+    text = (text or "").strip()
+    for pattern in (_JSON_SCORE, _LABELLED, _FRACTION, _BARE):
+        match = pattern.search(text)
+        if match is None:
+            continue
+        denominator = match.group(2) if pattern.groups > 1 else None
+        if denominator is not None and denominator != "100":
+            return None
+        value = float(match.group(1))
+        return value if 0 <= value <= 100 else None
+    return None
+
+
+def judge_prompt(record: dict[str, Any]) -> str:
+    """The rubric filled in from one generation record (missing fields are written as 'unknown')."""
+    style = record.get("style") or []
+
+    def shown(value: Any) -> str:
+        return str(value) if value not in (None, "") else "unknown"
+
+    return RUBRIC.format(
+        transcript=shown(record.get("transcript")),
+        emotion=shown(record.get("emotion")),
+        style=", ".join(style) if style else "unknown",
+        prompt=shown(record.get("prompt")),
+        reference=shown(record.get("reference")),
+        reply=record.get("reply") or "(empty reply)",
+    )
+
+
+@dataclass
+class JudgeResult:
+    """One judged reply: ``score`` is None when every attempt was malformed (``raw`` holds the last answer)."""
+
+    key: str
+    score: float | None
+    raw: str
+    attempts: int
+    cached: bool = False
+
+
+class JudgeCache:
+    """Append-only JSONL of judge results keyed by hash; later lines win, so a torn last line costs one item."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._items: dict[str, JudgeResult] = {}
+        if self.path.exists():
+            for line_no, line in enumerate(self.path.read_text().splitlines(), 1):
+                try:
+                    data = json.loads(line)
+                    self._items[data["key"]] = JudgeResult(**{**data, "cached": True})
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    log.warning("judge cache %s: skipping unreadable line %d", self.path, line_no)
+
+    def get(self, key: str) -> JudgeResult | None:
+        return self._items.get(key)
+
+    def put(self, result: JudgeResult) -> None:
+        self._items[result.key] = result
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({k: v for k, v in asdict(result).items() if k != "cached"}) + "\n")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Judge:
+    """Scoring, retries, caching and progress; subclasses only say how to ask the model one question."""
+
+    judge_id: str = "judge"
+
+    def __init__(self, *, retries: int = 2, cache_path: str | Path | None = None):
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.retries = retries
+        self.cache = JudgeCache(cache_path) if cache_path is not None else None
+
+    def complete(self, prompt: str) -> str:
+        """The judge model's raw answer to one user message."""
+        raise NotImplementedError
+
+    def cache_key(self, prompt: str, reply: str) -> str:
+        blob = json.dumps([self.judge_id, prompt, reply], ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def score_one(self, record: dict[str, Any]) -> JudgeResult:
+        prompt = judge_prompt(record)
+        key = self.cache_key(prompt, record.get("reply") or "")
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            return hit
+        raw = ""
+        for attempt in range(1, self.retries + 2):
+            raw = self.complete(prompt if attempt == 1 else prompt + RETRY_REMINDER)
+            score = parse_score(raw)
+            if score is not None:
+                break
+            log.info("judge %s: unparsable answer (attempt %d): %.80r", self.judge_id, attempt, raw)
+        result = JudgeResult(key=key, score=score, raw=raw, attempts=attempt)
+        if self.cache is not None:
+            self.cache.put(result)
+        return result
+
+    def score(self, records: Iterable[dict[str, Any]], *, desc: str = "judging") -> list[JudgeResult]:
+        records = list(records)
+        return [self.score_one(r) for r in tqdm(records, desc=desc, unit="reply", disable=not records)]
+
+
+def summarize(results: list[JudgeResult]) -> dict[str, Any]:
+    """Mean over parsed scores with the counts a reader needs (unparsed items are excluded, not zeroed)."""
+    scores = [r.score for r in results if r.score is not None]
+    return {
+        "mean": sum(scores) / len(scores) if scores else None,
+        "n_scored": len(scores),
+        "n_unparsed": len(results) - len(scores),
+        "n_retried": sum(r.attempts > 1 for r in results),
+    }
+
+
+class OpenAIJudge(Judge):
+    """A judge behind an OpenAI-compatible ``POST {base_url}/chat/completions`` endpoint (greedy, temperature 0)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        *,
+        timeout: float = 60.0,
+        max_tokens: int = 16,
+        http_retries: int = 3,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if api_key_env is not None and not os.environ.get(api_key_env):
+            raise ValueError(f"the judge's API key variable {api_key_env} is not set in the environment")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.max_tokens = max_tokens
+        self.http_retries = http_retries
+        self.judge_id = f"openai:{self.base_url}:{model}"
+
+    def complete(self, prompt: str) -> str:
+        body = json.dumps({
+            "model": self.model,
+            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+        }).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env is not None:
+            headers["Authorization"] = f"Bearer {os.environ.get(self.api_key_env, '')}"
+        url = f"{self.base_url}/chat/completions"
+        for attempt in range(self.http_retries + 1):
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    data = json.loads(response.read().decode("utf-8"))
+                break
+            except urllib.error.HTTPError as err:
+                # Client errors (bad key, unknown model) do not get better by asking again.
+                if err.code < 500 or attempt == self.http_retries:
+                    detail = err.read().decode("utf-8", "replace")[:200]
+                    raise RuntimeError(f"judge endpoint {url} answered HTTP {err.code}: {detail}") from None
+            except (urllib.error.URLError, TimeoutError) as err:
+                if attempt == self.http_retries:
+                    raise RuntimeError(f"judge endpoint {url} unreachable: {err}") from None
+            time.sleep(min(2 ** attempt, 10))
+        try:
+            return data["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise RuntimeError(f"judge endpoint {url} returned no choices[0].message.content") from None
+
+
+class LocalJudge(Judge):
+    """A local transformers causal LM as judge: greedy generation through its chat template."""
+
+    def __init__(self, model, tokenizer, *, name: str | None = None, max_new_tokens: int = 12, **kwargs: Any):
+        super().__init__(**kwargs)
+        if tokenizer.chat_template is None:
+            raise ValueError("LocalJudge needs a tokenizer with a chat template")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.judge_id = f"local:{name or getattr(model.config, 'name_or_path', '') or type(model).__name__}"
+
+    def complete(self, prompt: str) -> str:
+        import torch
+
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"].to(self.model.device)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
+                do_sample=False, pad_token_id=pad_id,
+            )
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)

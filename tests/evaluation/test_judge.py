@@ -1,0 +1,170 @@
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+from paralign.evaluation.judge import (
+    RETRY_REMINDER, LocalJudge, OpenAIJudge, judge_prompt, parse_score, summarize,
+)
+
+KEY = "sk-test-123"
+RECORD = {"id": "c1", "task": "response", "prompt": "<speech>", "reply": "Oh no, that sounds stressful.",
+          "reference": "I'm sorry, that sounds frustrating.", "emotion": "angry", "style": ["loud"],
+          "transcript": "I lost my keys again"}
+
+
+@pytest.mark.parametrize("text,score", [
+    ("Score: 85", 85.0), ("**Score:** 85", 85.0), ("85/100", 85.0), ("85 out of 100", 85.0),
+    ('{"score": 85}', 85.0), ('```json\n{"score": "72", "reason": "ok"}\n```', 72.0), (" 85. ", 85.0),
+    ("Rating of 40", 40.0), ("Score: 8/10", None), ("score is 120", None), ("I like it, 3 stars", None),
+    ("", None), (None, None),
+])
+def test_parse_score(text, score):
+    assert parse_score(text) == score
+
+
+def test_prompt_names_words_emotion_and_reply():
+    prompt = judge_prompt(RECORD)
+    for part in ("I lost my keys again", "angry", "loud", "Oh no, that sounds stressful.", "0 to 100"):
+        assert part in prompt
+    assert "unknown" in judge_prompt({"reply": "x"})
+
+
+class FakeChatServer:
+    """An OpenAI-style chat-completions endpoint answering from a script (the last answer repeats)."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.requests = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                if self.path != "/v1/chat/completions":
+                    return self._send(404, {"error": {"message": "not found"}})
+                if self.headers.get("Authorization") != f"Bearer {KEY}":
+                    return self._send(401, {"error": {"message": "invalid api key"}})
+                answer = outer.answers[min(len(outer.requests) - 1, len(outer.answers) - 1)]
+                self._send(200, {
+                    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+                })
+
+            def _send(self, code, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def api_key(monkeypatch):
+    monkeypatch.setenv("JUDGE_TEST_KEY", KEY)
+    return "JUDGE_TEST_KEY"
+
+
+def test_http_judge_speaks_chat_completions_and_retries(api_key):
+    with FakeChatServer(["This reply is quite good.", "Score: 85"]) as srv:
+        judge = OpenAIJudge(srv.url, "judge-model", api_key_env=api_key, retries=2)
+        (result,) = judge.score([RECORD])
+    assert (result.score, result.attempts) == (85.0, 2)
+    assert len(srv.requests) == 2
+    first, second = srv.requests
+    assert first["path"] == "/v1/chat/completions" and first["auth"] == f"Bearer {KEY}"
+    assert first["body"]["model"] == "judge-model" and first["body"]["temperature"] == 0
+    assert [m["role"] for m in first["body"]["messages"]] == ["system", "user"]
+    assert first["body"]["messages"][1]["content"] == judge_prompt(RECORD)
+    assert second["body"]["messages"][1]["content"].endswith(RETRY_REMINDER)
+
+
+def test_always_malformed_is_unparsed_not_zero(api_key):
+    good = {**RECORD, "reply": "good"}
+    with FakeChatServer(["Score: 90", "I cannot rate this."]) as srv:
+        judge = OpenAIJudge(srv.url, "m", api_key_env=api_key, retries=2)
+        results = judge.score([good, RECORD])
+    assert len(srv.requests) == 1 + 3  # one good answer, then the first try and two retries
+    assert results[1].score is None and results[1].raw == "I cannot rate this."
+    assert summarize(results) == {"mean": 90.0, "n_scored": 1, "n_unparsed": 1, "n_retried": 1}
+
+
+def test_bad_key_fails_loudly_without_leaking_it(monkeypatch):
+    monkeypatch.setenv("JUDGE_TEST_KEY", "sk-wrong-key")
+    with FakeChatServer(["Score: 1"]) as srv:
+        judge = OpenAIJudge(srv.url, "m", api_key_env="JUDGE_TEST_KEY", http_retries=0)
+        with pytest.raises(RuntimeError, match="HTTP 401") as err:
+            judge.score_one(RECORD)
+    assert "sk-wrong-key" not in str(err.value)
+    assert "sk-wrong-key" not in repr(vars(judge))
+
+
+def test_missing_key_variable_is_an_error(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_JUDGE_KEY", raising=False)
+    with pytest.raises(ValueError, match="NO_SUCH_JUDGE_KEY"):
+        OpenAIJudge("http://127.0.0.1:9", "m", api_key_env="NO_SUCH_JUDGE_KEY")
+
+
+def test_cache_skips_finished_items(api_key, tmp_path):
+    cache = tmp_path / "judge_cache.jsonl"
+    records = [RECORD, {**RECORD, "reply": "Whatever."}]
+    with FakeChatServer(["Score: 70"]) as srv:
+        first = OpenAIJudge(srv.url, "m", api_key_env=api_key, cache_path=cache).score(records)
+        assert len(srv.requests) == 2
+        again = OpenAIJudge(srv.url, "m", api_key_env=api_key, cache_path=cache).score(records)
+        assert len(srv.requests) == 2  # nothing asked twice
+        assert [r.score for r in again] == [r.score for r in first] == [70.0, 70.0]
+        assert all(r.cached for r in again)
+        OpenAIJudge(srv.url, "other-model", api_key_env=api_key, cache_path=cache).score(records[:1])
+        assert len(srv.requests) == 3  # another judge id is another cache key
+    assert KEY not in cache.read_text()
+
+
+def _tiny_judge(**kwargs):
+    from lightning_modules.tiny_llm import tiny_llama, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok), seed=0)
+    return LocalJudge(model, tok, name="tiny", **kwargs), model, tok
+
+
+def test_local_judge_random_model_is_counted_unparsed_or_scored():
+    judge, _, _ = _tiny_judge(retries=1, max_new_tokens=4)
+    (result,) = judge.score([RECORD])
+    assert judge.judge_id == "local:tiny"
+    assert result.score == parse_score(result.raw)
+    if result.score is None:  # garbage: retried once, then counted as unparsed (not 0)
+        assert result.attempts == 2
+        assert summarize([result])["n_unparsed"] == 1
+
+
+def test_local_judge_generates_through_chat_template(tmp_path):
+    judge, model, tok = _tiny_judge(max_new_tokens=2, cache_path=tmp_path / "c.jsonl")
+    seven = tok.convert_tokens_to_ids("7")
+    bias = torch.zeros(len(tok))
+    bias[seven] = 1e4  # steer the random model so its greedy answer is "77"
+    model.lm_head.register_forward_hook(lambda module, inputs, output: output + bias)
+    (result,) = judge.score([RECORD])
+    assert (result.raw, result.score, result.attempts) == ("77", 77.0, 1)
