@@ -11,7 +11,7 @@ from datamodules.schema import empty_metadata, metadata_problems
 log = logging.getLogger(__name__)
 
 # Splits are normalised to these names where a corpus defines its own ("Development", "evaluation", "dev").
-VALIDATION_SPLIT = "validation"
+VALIDATION_SPLIT = "val"  # the split name every recipe and loader uses
 
 
 class CorpusLayoutError(ValueError):

@@ -75,7 +75,7 @@ def test_esd(tmp_path: Path) -> None:
                             "esd_0011_000701", "esd_0015_001051"}
     assert fields(records["esd_0001_000360"], *LABELS) == (
         "0001", "female", "他生气了。", "angry", "Angry", [], "train")
-    assert records["esd_0001_000385"]["split"] == "validation"
+    assert records["esd_0001_000385"]["split"] == "val"
     assert fields(records["esd_0001_000001"], "transcript", "emotion", "split") == (
         "打远一看，它们的确很是美丽，", "neutral", "test")
     assert fields(records["esd_0011_001401"], *LABELS) == (
@@ -243,7 +243,7 @@ def test_msp_podcast(tmp_path: Path) -> None:
     # valence 4.0, arousal 2.2, dominance 2.6 on 1-7 -> 1 + 4 (x - 1) / 6
     assert fields(first, *VAD) == pytest.approx((3.0, 1.8, 1 + 4 * 1.6 / 6))
     second = records["msp-podcast_MSP-PODCAST_0002_0033"]
-    assert fields(second, *LABELS) == ("127", "female", None, "contempt", "C", [], "validation")
+    assert fields(second, *LABELS) == ("127", "female", None, "contempt", "C", [], "val")
     assert fields(second, *VAD) == pytest.approx((1.0, 5.0, 1 + 4 * 4.5 / 6))
     unknown = records["msp-podcast_MSP-PODCAST_0003_0001"]
     assert fields(unknown, *LABELS) == (None, None, None, None, "X", [], "train")
@@ -297,7 +297,7 @@ def test_expresso(tmp_path: Path) -> None:
         "ex02", None, "Of course, they're going to be bad things written about me always.", "neutral", "default",
         ["default"], "train")
     assert fields(records["expresso_ex03_confused_00349"], *LABELS) == (
-        "ex03", None, "What's this author's name?", None, "confused", [], "validation")
+        "ex03", None, "What's this author's name?", None, "confused", [], "val")
     assert fields(records["expresso_ex04_happy_00010"], "emotion", "style", "split") == ("happy", [], "test")
     assert fields(records["expresso_ex04_laughing_00002"], "transcript", "emotion", "style", "split") == (
         None, None, ["laughing"], "train")
@@ -408,7 +408,7 @@ def test_command_writes_shards_per_split(tmp_path: Path) -> None:
     make_expresso(tmp_path / "expresso")
     assert run_command("expresso", "--root", str(tmp_path / "expresso"), "--out", str(tmp_path / "shards"),
                        "--sample-rate", "8000") == 0
-    assert shard_splits(tmp_path / "shards") == {"train": 3, "validation": 1, "test": 1}
+    assert shard_splits(tmp_path / "shards") == {"train": 3, "val": 1, "test": 1}
     with tarfile.open(tmp_path / "shards/test-000000.tar") as shard:
         (member,) = [m for m in shard.getmembers() if m.name.endswith(".json")]
         meta = json.load(shard.extractfile(member))

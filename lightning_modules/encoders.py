@@ -1,0 +1,111 @@
+"""Speech encoders: a Conformer trained from scratch on log-mel, or a pretrained transformers audio encoder.
+
+Every encoder maps (features [B, T, F], lengths [B]) to (hidden [B, T', D], lengths [B]) and exposes
+``output_dim`` and ``frame_rate`` (output frames per second) so the adapter can aim at ~12.5 tokens/s.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchaudio.models import Conformer
+
+FEATURE_FRAME_RATE = 100.0  # log-mel hop of 10 ms (datamodules.features.LogMel)
+
+
+class ConvSubsampler(nn.Module):
+    """Two stride-2 3x3 convolutions over (time, mel): 4x fewer frames, as in ESPnet / NeMo conformers."""
+
+    def __init__(self, n_mels: int, d_model: int, channels: int = 64) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.SiLU(),
+        )
+        freq = (n_mels + 1) // 2
+        freq = (freq + 1) // 2
+        self.proj = nn.Linear(channels * freq, d_model)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.conv(x.unsqueeze(1))  # [B, C, T/4, F/4]
+        b, c, t, f = x.shape
+        x = self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f))
+        for _ in range(2):
+            lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
+        return x, lengths.clamp(min=1, max=t)
+
+
+class ConformerEncoder(nn.Module):
+    """torchaudio's Conformer behind a 4x conv subsampler, with per-utterance feature normalisation."""
+
+    def __init__(self, n_mels: int = 80, d_model: int = 256, layers: int = 8, heads: int = 4, ffn_dim: int = 1024,
+                 kernel_size: int = 15, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.subsample = ConvSubsampler(n_mels, d_model)
+        self.conformer = Conformer(input_dim=d_model, num_heads=heads, ffn_dim=ffn_dim, num_layers=layers,
+                                   depthwise_conv_kernel_size=kernel_size, dropout=dropout)
+        self.output_dim = d_model
+        self.frame_rate = FEATURE_FRAME_RATE / 4
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, lengths = self.subsample(features, lengths)
+        return self.conformer(x, lengths)
+
+
+class HFAudioEncoder(nn.Module):
+    """A transformers audio encoder (Whisper encoder, wav2vec2, HuBERT, WavLM) from a local path or hub id.
+
+    ``trainable_layers``: None trains everything, 0 freezes everything, k trains the top k layers only.
+    Whisper takes log-mel features; the wav2vec2 family takes raw 16 kHz waveforms ([B, samples]).
+    """
+
+    def __init__(self, name: str, trainable_layers: int | None = None, trust_remote_code: bool = False,
+                 model: nn.Module | None = None) -> None:
+        super().__init__()
+        if model is None:
+            from transformers import AutoModel
+
+            model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
+        self.is_whisper = hasattr(model, "get_encoder") and model.config.model_type == "whisper"
+        self.model = model.get_encoder() if self.is_whisper else model
+        self.output_dim = model.config.hidden_size if not self.is_whisper else model.config.d_model
+        self.frame_rate = 50.0 if self.is_whisper else 16000 / _conv_stride(model.config)
+        self._freeze(trainable_layers)
+
+    def _freeze(self, trainable_layers: int | None) -> None:
+        if trainable_layers is None:
+            return
+        self.model.requires_grad_(False)
+        layers = self.model.layers if self.is_whisper else self.model.encoder.layers
+        for layer in list(layers)[len(layers) - trainable_layers:] if trainable_layers else []:
+            layer.requires_grad_(True)
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.is_whisper:
+            # Whisper's encoder expects [B, n_mels, 3000] (30 s); its positions are absolute, so pad to that.
+            feats = nn.functional.pad(inputs.transpose(1, 2), (0, max(0, 3000 - inputs.shape[1])))
+            hidden = self.model(input_features=feats).last_hidden_state
+            out_lens = torch.div(lengths + 1, 2, rounding_mode="floor")
+            return hidden[:, : int(out_lens.max())], out_lens
+        mask = (torch.arange(inputs.shape[1], device=inputs.device)[None] < lengths[:, None]).long()
+        hidden = self.model(input_values=inputs, attention_mask=mask).last_hidden_state
+        out_lens = self.model._get_feat_extract_output_lengths(lengths).long()
+        return hidden, out_lens.clamp(max=hidden.shape[1])
+
+
+def _conv_stride(config) -> int:
+    stride = 1
+    for s in config.conv_stride:
+        stride *= s
+    return stride
+
+
+def build_encoder(cfg) -> nn.Module:
+    """The encoder a recipe's ``encoder`` section describes."""
+    if cfg.type == "conformer":
+        return ConformerEncoder(n_mels=cfg.n_mels, d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads,
+                                ffn_dim=cfg.ffn_dim, kernel_size=cfg.kernel_size, dropout=cfg.dropout)
+    if cfg.type == "hf":
+        if not cfg.hf_name:
+            raise ValueError("encoder.type=hf needs encoder.hf_name (a local path or hub id)")
+        return HFAudioEncoder(cfg.hf_name, cfg.trainable_layers, cfg.trust_remote_code)
+    raise ValueError(f"encoder.type must be 'conformer' or 'hf', got {cfg.type!r}")

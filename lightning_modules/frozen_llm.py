@@ -1,0 +1,108 @@
+"""The frozen LLM: prompts through its chat template, speech spliced at a placeholder, loss on the reply only.
+
+Frozen by construction: parameters never require grad, the module stays in eval mode whatever its parent does,
+and ``SpeechLLM`` leaves it out of the optimizer and of checkpoints.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from lightning_modules.prompts import ChatPrompter
+
+IGNORE_INDEX = -100
+
+
+class FrozenLLM(nn.Module):
+    """Wraps a transformers causal LM so that only its inputs can learn."""
+
+    def __init__(self, model: PreTrainedModel, prompter: ChatPrompter, model_id: str = "") -> None:
+        super().__init__()
+        model.requires_grad_(False)
+        self.model = model.eval()
+        self.prompter = prompter
+        self.model_id = model_id or getattr(model.config, "_name_or_path", "")
+        self.pad_id = prompter.pad_id
+        self.eos_id = prompter.eos_id
+
+    def train(self, mode: bool = True) -> "FrozenLLM":
+        # Dropout or other train-time behaviour in the LLM would change the function the encoder aligns to.
+        return super().train(False)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().embedding_dim
+
+    # ---- splicing ------------------------------------------------------------------------------------------------
+    def splice(
+        self,
+        prefix: list[list[int]],
+        speech: torch.Tensor,
+        speech_lens: torch.Tensor,
+        suffix: list[list[int]],
+        target: list[list[int]] | None = None,
+        left_pad: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Build ``inputs_embeds``, ``attention_mask``, ``position_ids`` (and ``labels``) for a mixed-length batch.
+
+        Each row is prefix | speech[:len] | suffix | target. Right padding for training (labels -100 outside the
+        target), left padding for generation (``target`` None). One embedding lookup and one masked scatter per
+        batch; the Python loop is over rows, never over tokens.
+        """
+        device = speech.device
+        batch = len(prefix)
+        lens = speech_lens.tolist()
+        targets = target if target is not None else [[] for _ in range(batch)]
+        rows = [len(p) + n + len(s) + len(t) for p, n, s, t in zip(prefix, lens, suffix, targets)]
+        width = max(rows)
+        ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        labels = torch.full((batch, width), IGNORE_INDEX, dtype=torch.long)
+        is_speech = torch.zeros((batch, width), dtype=torch.bool)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for i, (p, n, s, t) in enumerate(zip(prefix, lens, suffix, targets)):
+            start = width - rows[i] if left_pad else 0
+            row = torch.tensor(p + [self.pad_id] * n + s + t, dtype=torch.long)
+            ids[i, start:start + rows[i]] = row
+            mask[i, start:start + rows[i]] = 1
+            is_speech[i, start + len(p):start + len(p) + n] = True
+            if t:
+                labels[i, start + rows[i] - len(t):start + rows[i]] = torch.tensor(t)
+        ids, labels, is_speech, mask = (x.to(device) for x in (ids, labels, is_speech, mask))
+        embeds = self.model.get_input_embeddings()(ids).to(speech.dtype)
+        valid = torch.arange(speech.shape[1], device=device)[None, :] < speech_lens[:, None]
+        embeds = embeds.masked_scatter(is_speech[..., None], speech[valid])
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": position_ids, "is_speech": is_speech}
+        if target is not None:
+            out["labels"] = labels
+        return out
+
+    # ---- forward, loss, generation -------------------------------------------------------------------------------
+    def label_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                     labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits only where a label follows (the LM head over the vocabulary is skipped elsewhere).
+
+        Returns (logits [N, V], targets [N], row index [N]) for the N supervised positions.
+        """
+        hidden = self.model.get_decoder()(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        shifted = labels[:, 1:]
+        where = shifted != IGNORE_INDEX
+        logits = self.model.get_output_embeddings()(hidden[:, :-1][where]).float()
+        rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(shifted)[where]
+        return logits, shifted[where], rows
+
+    @torch.no_grad()
+    def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int = 64,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0) -> list[str]:
+        """Replies for a left-padded batch of spliced prompts (KV cache on)."""
+        kwargs = {"do_sample": do_sample}
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        out = self.model.generate(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+            eos_token_id=self.eos_id, pad_token_id=self.pad_id, use_cache=True, **kwargs,
+        )
+        return self.prompter.tokenizer.batch_decode(out, skip_special_tokens=True)

@@ -1,0 +1,213 @@
+"""``SpeechLLM``: encoder -> adapter -> frozen LLM, trained on weighted alignment tasks.
+
+Only the encoder, the adapter and optional classifier heads train. The frozen LLM is left out of the optimizer and
+of checkpoints (``on_save_checkpoint``); a checkpoint therefore holds a few MB however large the LLM is.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from datamodules.vocab import EMOTIONS, STYLES
+from lightning_modules.adapters import build_adapter
+from lightning_modules.encoders import build_encoder
+from lightning_modules.frozen_llm import FrozenLLM
+from lightning_modules.llm_loading import load_causal_lm
+from lightning_modules.losses import kl_full, kl_topk, per_row_mean, token_ce
+from lightning_modules.prompts import ChatPrompter
+from lightning_modules.tasks import build_tasks
+
+FROZEN_PREFIX = "llm."
+LABEL_SETS = {"emotion": EMOTIONS, "style": STYLES}
+
+
+def load_frozen_llm(cfg: DictConfig) -> FrozenLLM:
+    model, tokenizer = load_causal_lm(cfg.llm.name, dtype=cfg.llm.dtype, trust_remote_code=cfg.llm.trust_remote_code,
+                                      cache_dir=cfg.llm.cache_dir, tiny=OmegaConf.to_container(cfg.llm.tiny))
+    return FrozenLLM(model, ChatPrompter(tokenizer, cfg.llm.system_prompt), model_id=cfg.llm.name)
+
+
+class SpeechLLM(pl.LightningModule):
+    def __init__(self, cfg: DictConfig, llm: FrozenLLM | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.save_hyperparameters({"recipe": OmegaConf.to_container(cfg, resolve=True)})
+        self.llm = llm if llm is not None else load_frozen_llm(cfg)
+        self.encoder = build_encoder(cfg.encoder)
+        self.adapter = build_adapter(cfg.adapter, self.encoder.output_dim, self.llm.hidden_size,
+                                     self.encoder.frame_rate)
+        self.tasks = build_tasks(cfg.tasks)
+        self.classifiers = nn.ModuleDict({
+            kind: nn.Linear(self.llm.hidden_size, len(LABEL_SETS[kind]))
+            for kind in (cfg.classifier.labels if cfg.classifier.enabled else [])
+        })
+        self.strict_loading = False  # checkpoints hold no LLM weights; on_load_checkpoint checks the rest
+
+    # ---- model ---------------------------------------------------------------------------------------------------
+    def speech_embeddings(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, lengths = self.encoder(features, lengths)
+        return self.adapter(hidden, lengths)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(FROZEN_PREFIX)]
+
+    def _spliced(self, batch: dict[str, Any], speech: torch.Tensor, speech_lens: torch.Tensor,
+                 with_target: bool) -> dict[str, torch.Tensor]:
+        return self.llm.splice(batch["prefix"], speech, speech_lens, batch["suffix"],
+                               batch["target"] if with_target else None, left_pad=not with_target)
+
+    # ---- losses --------------------------------------------------------------------------------------------------
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Total weighted loss, a dict of named parts to log, pooled speech tokens and their valid lengths."""
+        speech, speech_lens = self.speech_embeddings(batch["features"], batch["feature_lens"])
+        inputs = self._spliced(batch, speech, speech_lens, with_target=True)
+        logits, targets, rows = self.llm.label_logits(inputs["inputs_embeds"], inputs["attention_mask"],
+                                                      inputs["position_ids"], inputs["labels"])
+        ce = token_ce(logits, targets)
+        correct = (logits.argmax(-1) == targets).float()
+        task_of_row = batch["task"]
+        step = self.global_step
+        total = speech.new_zeros(())
+        logs: dict[str, torch.Tensor] = {}
+        for name, task in self.tasks.items():
+            select = torch.tensor([t == name for t in task_of_row], device=ce.device)
+            if not select.any():
+                continue
+            loss = per_row_mean(ce, rows, select) if "ce" in task.loss else ce.new_zeros(())
+            if "kl" in task.loss:
+                kl = self._kl(batch, task, logits, rows, select)
+                logs[f"{name}/kl"] = kl.detach()
+                loss = loss + task.kl_weight * kl
+            logs[f"{name}/loss"] = loss.detach()
+            logs[f"{name}/token_acc"] = per_row_mean(correct, rows, select)
+            total = total + task.weight_at(step) * loss
+        pooled = self._pool(speech, speech_lens)
+        for kind, head in self.classifiers.items():
+            loss = self._classifier_loss(head, pooled, batch["meta"], kind)
+            if loss is not None:
+                logs[f"classifier/{kind}/loss"] = loss.detach()
+                total = total + self.cfg.classifier.weight * loss
+        logs["loss"] = total.detach()
+        return total, logs, pooled, speech_lens
+
+    def _kl(self, batch, task, logits, rows, select) -> torch.Tensor:
+        mask = select[rows]
+        if task.kl_source == "online":
+            teacher_logits = self._online_teacher_logits(batch, select)
+            return kl_full(logits[mask], teacher_logits, task.kl_temperature).mean()
+        ids, logprobs, keep = self._cached_topk(batch, rows, select, logits.device)
+        return kl_topk(logits[mask][keep], ids, logprobs, task.kl_temperature).mean()
+
+    @torch.no_grad()
+    def _online_teacher_logits(self, batch: dict[str, Any], select: torch.Tensor) -> torch.Tensor:
+        """The Ultravox way: a second pass of the frozen LLM over the text prompt, every step."""
+        idx = select.nonzero().flatten().tolist()
+        prompts = [batch["teacher_prompt"][i] for i in idx]
+        targets = [batch["target"][i] for i in idx]
+        width = max(len(p) + len(t) for p, t in zip(prompts, targets))
+        ids = torch.full((len(idx), width), self.llm.pad_id, dtype=torch.long)
+        labels = torch.full_like(ids, -100)
+        for j, (p, t) in enumerate(zip(prompts, targets)):
+            ids[j, :len(p) + len(t)] = torch.tensor(p + t)
+            labels[j, len(p):len(p) + len(t)] = torch.tensor(t)
+        ids, labels = ids.to(self.device), labels.to(self.device)
+        mask = (labels != -100) | (torch.arange(width, device=self.device)[None] < torch.tensor(
+            [len(p) for p in prompts], device=self.device)[:, None])
+        embeds = self.llm.model.get_input_embeddings()(ids)
+        logits, _, _ = self.llm.label_logits(embeds, mask.long(), (mask.long().cumsum(-1) - 1).clamp(min=0), labels)
+        return logits
+
+    def _cached_topk(self, batch, rows, select, device):
+        """Top-k teacher ids / log-probs for the supervised positions of the selected rows (reply tokens only)."""
+        ids, logprobs, keep = [], [], []
+        for i in select.nonzero().flatten().tolist():
+            topk = batch["topk"][i]
+            n = len(batch["target"][i])
+            usable = min(n, len(topk["ids"]))
+            ids += topk["ids"][:usable]
+            logprobs += topk["logprobs"][:usable]
+            keep += [True] * usable + [False] * (n - usable)
+        return (torch.tensor(ids, device=device), torch.tensor(logprobs, device=device),
+                torch.tensor(keep, device=device, dtype=torch.bool))
+
+    @staticmethod
+    def _pool(speech: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        valid = (torch.arange(speech.shape[1], device=speech.device)[None] < lens[:, None]).to(speech.dtype)
+        return (speech * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)
+
+    def _classifier_loss(self, head: nn.Module, pooled: torch.Tensor, metas: list[dict], kind: str):
+        labels = LABEL_SETS[kind]
+        if kind == "emotion":
+            target = [labels.index(m["emotion"]) if m.get("emotion") in labels else -100 for m in metas]
+        else:  # first non-default style as the class
+            target = [next((labels.index(s) for s in m.get("style") or [] if s in labels and s != "default"),
+                           labels.index("default")) for m in metas]
+        target_t = torch.tensor(target, device=pooled.device)
+        if (target_t == -100).all():
+            return None
+        return nn.functional.cross_entropy(head(pooled), target_t, ignore_index=-100)
+
+    # ---- Lightning hooks -----------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        total, logs, _, _ = self.losses(batch)
+        bs = len(batch["task"])
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs)
+        for name, task in self.tasks.items():
+            self.log(f"train/{name}/weight", float(task.weight_at(self.global_step)), batch_size=bs)
+        return total
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        total, logs, pooled, _ = self.losses(batch)
+        bs = len(batch["task"])
+        self.log("val/loss", total, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log_dict({f"val/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs, sync_dist=True)
+        return {"pooled": pooled.detach().float().cpu()}
+
+    @torch.no_grad()
+    def generate(self, batch: dict[str, Any], **overrides: Any) -> list[str]:
+        """Replies of the frozen LLM to each example's prompt with its speech (no target)."""
+        g = self.cfg.generation
+        speech, speech_lens = self.speech_embeddings(batch["features"], batch["feature_lens"])
+        inputs = self._spliced(batch, speech, speech_lens, with_target=False)
+        options = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
+                       top_p=g.top_p)
+        options.update(overrides)
+        return self.llm.generate(inputs["inputs_embeds"], inputs["attention_mask"], **options)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        params = self.trainable_parameters()
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=tuple(o.betas))
+        total = max(1, self.cfg.trainer.max_steps)
+
+        def factor(step: int) -> float:
+            if step < o.warmup_steps:
+                return (step + 1) / max(1, o.warmup_steps)
+            if o.scheduler == "constant":
+                return 1.0
+            progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+            shape = 0.5 * (1 + math.cos(math.pi * progress)) if o.scheduler == "cosine" else 1 - progress
+            return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                    if not k.startswith(FROZEN_PREFIX)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        expected = {k for k in self.state_dict() if not k.startswith(FROZEN_PREFIX)}
+        missing = sorted(expected - set(checkpoint["state_dict"]))
+        if missing:
+            raise RuntimeError(f"checkpoint lacks trainable weights ({len(missing)}), e.g. {missing[:3]}: "
+                               "it was made by a different model configuration")

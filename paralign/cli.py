@@ -1,0 +1,41 @@
+"""The ``paralign`` console script: one sub-command per module in ``paralign.commands``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = (
+    "train", "data", "import_corpus", "shards", "synth", "teacher", "eval", "eval_compare", "infer", "qa_generate",
+    "bench", "slurm",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paralign", description="Teach a frozen LLM to hear how things are said.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"paralign.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"paralign.commands.{name}":
+                raise
+            continue  # a command not built yet in this checkout
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Our own loggers only: Lightning configures its own, and a root handler would print its lines twice.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in ("paralign", "datamodules", "lightning_modules", "callbacks"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

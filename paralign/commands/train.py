@@ -1,0 +1,25 @@
+"""``paralign train --recipe R [key=value ...]``."""
+from __future__ import annotations
+
+import argparse
+
+from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a recipe (builds its data first if needed)",
+        description="Build the data the recipe needs (cached), then train. The run folder (run.dir, default "
+                    "runs/<name>/<timestamp>) gets config.yaml, env.txt, checkpoints/ and tensorboard/. A run "
+                    "folder that holds checkpoints/last.ckpt is resumed (run.resume=never starts afresh).")
+    add_recipe_arguments(parser, default="recipes/demo.yaml")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = recipe_from_args(args)
+    from paralign.train import train
+
+    run_dir = train(cfg)
+    print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    return 0

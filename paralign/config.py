@@ -1,0 +1,260 @@
+"""The recipe schema and its loader: OmegaConf YAML validated against typed dataclasses.
+
+An unknown key or a wrong type is an error naming the key and the file. Recipes may start from others with
+``defaults: [base.yaml]`` (paths relative to the recipe); command-line ``key=value`` overrides come last.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+TASK_NAMES = ("response", "emotion", "style", "asr", "qa")
+
+
+@dataclass
+class RunConfig:
+    root: str = "runs"
+    dir: Optional[str] = None  # default: <root>/<recipe name>/<timestamp>
+    resume: str = "auto"  # auto: continue from <dir>/checkpoints/last.ckpt when it exists; never: start afresh
+
+
+@dataclass
+class TinyLLMConfig:
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 4
+
+
+@dataclass
+class LLMConfig:
+    name: str = "smollm2-135m"  # tiny | smollm2-135m | path/to/model.gguf | local folder | hub id
+    dtype: str = "float32"
+    cache_dir: Optional[str] = None
+    trust_remote_code: bool = False
+    system_prompt: Optional[str] = None  # None: the chat template's own default
+    tiny: TinyLLMConfig = field(default_factory=TinyLLMConfig)
+
+
+@dataclass
+class EncoderConfig:
+    type: str = "conformer"  # conformer | hf
+    n_mels: int = 80
+    d_model: int = 256
+    layers: int = 8
+    heads: int = 4
+    ffn_dim: int = 1024
+    kernel_size: int = 15
+    dropout: float = 0.1
+    hf_name: Optional[str] = None
+    trainable_layers: Optional[int] = None
+    trust_remote_code: bool = False
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class AdapterConfig:
+    type: str = "stack"  # stack | conv
+    stack: int = 0  # 0: derived from tokens_per_second
+    tokens_per_second: float = 12.5
+    hidden: Optional[int] = None
+    activation: str = "swiglu"
+
+
+@dataclass
+class TaskConfig:
+    enabled: bool = True
+    weight: float = 1.0
+    share: float = 1.0  # relative chance that a clip yields an example of this task
+    start_step: int = 0  # the loss weight is 0 before this step ...
+    ramp_steps: int = 0  # ... then rises linearly to `weight` over this many steps
+    instructions: List[str] = field(default_factory=list)  # user-turn templates with {speech}; empty: task default
+    target: str = ""  # teacher | label | transcript | qa; empty: task default
+    teacher_variant: str = "conditioned"  # conditioned (emotion/style stated to the teacher) | plain
+    loss: str = "ce"  # ce | kl | ce+kl
+    kl_weight: float = 1.0
+    kl_temperature: float = 1.0
+    kl_source: str = "cached"  # cached (top-k in the shards) | online (a teacher pass of the frozen LLM every step)
+    max_target_tokens: int = 64
+    metadata: bool = False  # method 2 (explicit): write paralinguistic metadata next to the speech
+
+
+@dataclass
+class ClassifierConfig:
+    enabled: bool = False
+    weight: float = 0.2
+    labels: List[str] = field(default_factory=lambda: ["emotion"])  # emotion and/or style
+
+
+@dataclass
+class SynthConfig:
+    clips: int = 2400
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    source: str = "synth"  # synth: build the espeak corpus into `dir`; tiny: tones made in code; shards: use paths
+    dir: str = "data/demo"
+    train: List[str] = field(default_factory=list)  # shard sources (files, folders, brace patterns, pipe:)
+    val: List[str] = field(default_factory=list)
+    test: List[str] = field(default_factory=list)
+    train_weights: List[float] = field(default_factory=list)  # mixing weights, one per train source
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    sample_rate: int = 16000
+    max_batch_seconds: float = 60.0
+    max_batch_size: int = 16
+    bucket_window: int = 64
+    shuffle_buffer: int = 256
+    num_workers: int = 2
+    examples_per_clip: int = 1
+    seed: int = 0
+
+
+@dataclass
+class TeacherConfig:
+    tasks: List[str] = field(default_factory=lambda: ["response"])
+    variants: List[str] = field(default_factory=lambda: ["conditioned", "plain"])
+    max_new_tokens: int = 48
+    batch_size: int = 32
+    do_sample: bool = False
+    topk: int = 0  # >0: also store top-k token ids + log-probs per reply position (for KL)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 100
+    scheduler: str = "cosine"  # cosine | linear | constant
+    min_lr_ratio: float = 0.05
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000
+    max_time: Optional[str] = None  # "DD:HH:MM:SS": stop cleanly before a job's time limit
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | fsdp
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float = 1.0
+    val_check_interval: int = 200
+    limit_val_batches: Any = 1.0
+    log_every_n_steps: int = 10
+    checkpoint_every_n_steps: int = 100
+    save_top_k: int = 2
+    deterministic: bool = False
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 48
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    val_batches: int = 4  # batches of validation clips generated for answer accuracy each validation
+    log_samples: int = 4
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    tasks: List[str] = field(default_factory=list)  # empty: every enabled task
+    max_clips: int = 0  # 0: all
+    judge: str = "none"  # none | local | openai
+    judge_model: Optional[str] = None
+    judge_base_url: Optional[str] = None
+
+
+@dataclass
+class Recipe:
+    name: str = "unnamed"
+    seed: int = 0
+    run: RunConfig = field(default_factory=RunConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    tasks: Dict[str, TaskConfig] = field(default_factory=dict)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+class RecipeError(ValueError):
+    """A recipe that does not fit the schema; the message names the key and the file."""
+
+
+def _read_with_defaults(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    if path in seen:
+        raise RecipeError(f"{path}: recipe defaults form a cycle")
+    if not path.exists():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as err:  # yaml errors carry no common base class
+        raise RecipeError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, DictConfig):
+        raise RecipeError(f"{path}: a recipe must be a mapping")
+    parents = raw.pop("defaults", [])
+    merged = OmegaConf.create()
+    for parent in parents:
+        merged = OmegaConf.merge(merged, _read_with_defaults((path.parent / str(parent)).resolve(), seen + (path,)))
+    return OmegaConf.merge(merged, raw)
+
+
+def _check(cfg: DictConfig, origin: str) -> DictConfig:
+    for name in cfg.tasks:
+        if name not in TASK_NAMES:
+            raise RecipeError(f"{origin}: unknown task 'tasks.{name}' (known: {', '.join(TASK_NAMES)})")
+    choices = {
+        "encoder.type": ("conformer", "hf"), "adapter.type": ("stack", "conv"),
+        "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
+        "data.source": ("synth", "tiny", "shards"), "run.resume": ("auto", "never"),
+        "trainer.strategy": ("auto", "ddp", "fsdp"), "eval.judge": ("none", "local", "openai"),
+    }
+    for name, task in cfg.tasks.items():
+        choices[f"tasks.{name}.loss"] = ("ce", "kl", "ce+kl")
+        choices[f"tasks.{name}.kl_source"] = ("cached", "online")
+        choices[f"tasks.{name}.teacher_variant"] = ("conditioned", "plain")
+        choices[f"tasks.{name}.target"] = ("", "teacher", "label", "transcript", "qa")
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise RecipeError(f"{origin}: {key}={value!r} is not one of {', '.join(map(repr, allowed))}")
+    return cfg
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Load, merge with its defaults and the overrides, and validate a recipe."""
+    path = Path(path).resolve()
+    schema = OmegaConf.structured(Recipe)
+    try:
+        cfg = OmegaConf.merge(schema, _read_with_defaults(path))
+    except OmegaConfBaseException as err:
+        raise RecipeError(f"{path}: {_describe(err)}") from err
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override {item!r} is not key=value")
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise RecipeError(f"command-line override: {_describe(err)}") from err
+    OmegaConf.set_readonly(cfg, False)
+    return _check(cfg, str(path))
+
+
+def _describe(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)
+    msg = str(err).splitlines()[0]
+    return f"key '{key}': {msg}" if key else msg

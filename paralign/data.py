@@ -1,0 +1,39 @@
+"""``paralign data``: build exactly the shards a recipe needs (cached), and say where they are."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+SPLITS = ("train", "val", "test")
+
+
+def prepare_data(cfg: DictConfig) -> None:
+    """Make the corpus the recipe's ``data.source`` names; a second call finds it and does nothing."""
+    d = cfg.data
+    if d.source == "tiny":
+        from datamodules.tiny_corpus import build_tiny_corpus
+
+        build_tiny_corpus(d.dir, seed=d.seed)
+    elif d.source == "synth":
+        from datamodules.synth_pipeline import build_synth_corpus
+
+        build_synth_corpus(cfg)
+
+
+def shard_sources(cfg: DictConfig) -> dict[str, list | None]:
+    """Train / val / test sources: the recipe's lists, else the ``<split>-*.tar`` of ``data.dir``."""
+    d = cfg.data
+    sources: dict[str, list | None] = {}
+    for split in SPLITS:
+        given = list(d[split])
+        if not given and Path(d.dir).is_dir():
+            given = [d.dir]
+        sources[split] = given or None
+    weights = list(d.train_weights)
+    if weights:
+        if len(weights) != len(sources["train"] or []):
+            raise ValueError(f"data.train_weights has {len(weights)} entries for {len(sources['train'] or [])} "
+                             "train sources")
+        sources["train"] = [{"shards": s, "weight": w} for s, w in zip(sources["train"], weights)]
+    return sources

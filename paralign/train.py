@@ -1,0 +1,93 @@
+"""``paralign train``: recipe -> data -> SpeechLLM -> Lightning Trainer, writing the run folder of DESIGN.md."""
+from __future__ import annotations
+
+import logging
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from callbacks.data_health import SkippedSamples
+from callbacks.generations import ValidationGenerations
+from callbacks.linear_probe import LinearProbe
+from callbacks.run_snapshot import RunSnapshot
+from callbacks.throughput import Throughput
+from datamodules.datamodule import ShardDataModule
+from lightning_modules.examples import ExampleBuilder, collate
+from lightning_modules.speech_llm import SpeechLLM
+from paralign.data import prepare_data, shard_sources
+
+log = logging.getLogger(__name__)
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """``run.dir`` or a fresh ``<root>/<recipe>/<timestamp>``; written back into the config."""
+    if not cfg.run.dir:
+        cfg.run.dir = str(Path(cfg.run.root) / cfg.name / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return Path(cfg.run.dir)
+
+
+def build_datamodule(cfg: DictConfig, model: SpeechLLM) -> ShardDataModule:
+    d = cfg.data
+    sources = shard_sources(cfg)
+    prompter = model.llm.prompter
+    return ShardDataModule(
+        train=sources["train"], val=sources["val"], test=sources["test"], sample_rate=d.sample_rate,
+        n_mels=cfg.encoder.n_mels, max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
+        bucket_window=d.bucket_window, shuffle_buffer=d.shuffle_buffer, num_workers=d.num_workers, seed=d.seed,
+        example_builder=ExampleBuilder(model.tasks, prompter, d.examples_per_clip),
+        eval_example_builder=ExampleBuilder(model.tasks, prompter, all_tasks=True),
+        collate=collate,
+    )
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
+    t = cfg.trainer
+    checkpoints = run_dir / "checkpoints"
+    callbacks = [
+        RunSnapshot(run_dir, cfg),
+        ModelCheckpoint(dirpath=checkpoints, filename="step{step:06d}", auto_insert_metric_name=False,
+                        monitor="val/loss", mode="min", save_top_k=t.save_top_k, save_last=True,
+                        every_n_train_steps=t.checkpoint_every_n_steps),
+        LearningRateMonitor(logging_interval="step"),
+        Throughput(window=max(1, t.log_every_n_steps)),
+        SkippedSamples(every_n_steps=max(1, t.log_every_n_steps)),
+        ValidationGenerations(batches=cfg.generation.val_batches, samples=cfg.generation.log_samples),
+        LinearProbe(),
+        TQDMProgressBar(refresh_rate=1),
+    ]
+    return pl.Trainer(
+        default_root_dir=run_dir, max_steps=t.max_steps, max_time=t.max_time, accelerator=t.accelerator,
+        devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
+        val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
+        logger=TensorBoardLogger(run_dir, name="tensorboard", version=""), callbacks=callbacks,
+        deterministic=t.deterministic, num_sanity_val_steps=0, use_distributed_sampler=False,
+    )
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if cfg.run.resume == "auto" and last.exists():
+        log.info("resuming from %s", last)
+        return str(last)
+    return None
+
+
+def train(cfg: DictConfig) -> Path:
+    """Prepare data, train, and return the run folder."""
+    # The frozen LLM stays in eval mode on purpose (FrozenLLM.train); Lightning would warn about it every run.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = resolve_run_dir(cfg)
+    prepare_data(cfg)
+    model = SpeechLLM(cfg)
+    datamodule = build_datamodule(cfg, model)
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    return run_dir
