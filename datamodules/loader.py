@@ -65,8 +65,8 @@ class BatchStream(IterableDataset):
             [w for _, w in self.datasets], random.Random(f"mix:{seed}:{epoch}:{role}"))
         if self.shuffle:
             clips = shuffle_buffer(clips, self.shuffle_buffer, random.Random(f"buffer:{seed}:{epoch}:{role}"))
-        pending = ((example, light) for light in clips
-                   for example in self.example_builder(light.clip(), random.Random(f"example:{seed}:{epoch}:{light.key}")))
+        pending = ((example, light) for light in clips for example in
+                   self.example_builder(light.clip(), random.Random(f"example:{seed}:{epoch}:{light.key}")))
         batches = plan_batches(pending, lambda p: p[1].duration, max_batch_seconds=self.max_batch_seconds,
                                max_batch_size=self.max_batch_size, bucket_window=self.bucket_window,
                                rng=random.Random(f"batches:{seed}:{epoch}:{role}") if self.shuffle else None)

@@ -1,3 +1,4 @@
+import argparse
 import json
 import tarfile
 
@@ -8,6 +9,7 @@ import soundfile as sf
 from datamodules.schema import empty_metadata
 from datamodules.shard_writer import rewrite_shards, shard_files, write_shards
 from datamodules.stream import expand_sources
+from paralign.commands import shards
 
 
 def _bad_records(tmp_path, make_clip):
@@ -112,3 +114,17 @@ def test_rewrite_shards_adds_members_atomically(tmp_path, shard_dir):
     with pytest.raises(RuntimeError):
         rewrite_shards(shard_dir, tmp_path / "t2", broken, progress=False)
     assert list((tmp_path / "t2").iterdir()) == []  # no half shard left behind
+
+
+def test_cli_writes_shards_from_a_csv_manifest(tmp_path, make_clip):
+    make_clip(tmp_path / "a.wav", 1.0)
+    (tmp_path / "m.csv").write_text("audio,emotion,transcript\na.wav,calm,hi\nmissing.wav,calm,hi\n")
+    parser = argparse.ArgumentParser()
+    shards.register(parser.add_subparsers())
+    args = parser.parse_args(["shards", "write", "--manifest", str(tmp_path / "m.csv"), "--out",
+                              str(tmp_path / "out"), "--split", "train", "--sample-rate", "8000"])
+    assert args.func(args) == 0
+    assert [p.name for p in shard_files(tmp_path / "out")] == ["train-000000.tar"]
+    args = parser.parse_args(["shards", "write", "--manifest", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="does not exist"):
+        args.func(args)

@@ -4,8 +4,6 @@ import random
 import subprocess
 import tarfile
 
-import numpy as np
-import soundfile as sf
 import webdataset as wds
 from torch.utils.data import DataLoader
 
