@@ -79,13 +79,13 @@ def plot_confusion(confusion: dict[str, Any], path: str | Path, title: str = "Co
     counts = np.asarray(confusion["matrix"], dtype=float)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     rows, cols = confusion["labels"], confusion["columns"]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(cols), 1.0 + 0.5 * len(rows)), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.6 * len(cols)), max(3.5, 1.2 + 0.5 * len(rows))), dpi=110)
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("predicted (matched answer)")
     ax.set_ylabel("true label")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     for i in range(len(rows)):
         for j in range(len(cols)):
             ax.text(j, i, int(counts[i, j]), ha="center", va="center",

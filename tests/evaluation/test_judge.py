@@ -150,6 +150,7 @@ def _tiny_judge(**kwargs):
     return LocalJudge(model, tok, name="tiny", **kwargs), model, tok
 
 
+@pytest.mark.slow  # imports the transformers Llama stack: ~6 s alone
 def test_local_judge_random_model_is_counted_unparsed_or_scored():
     judge, _, _ = _tiny_judge(retries=1, max_new_tokens=4)
     (result,) = judge.score([RECORD])

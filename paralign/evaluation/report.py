@@ -1,0 +1,184 @@
+"""Write a run's ``eval/metrics.json``, ``eval/report.md`` and its PNG plots from the metrics dict.
+
+The report explains every metric in one line, gives each figure with its 95 % bootstrap interval and n, and puts
+the judge's rubric and its validation figures right next to the judge scores so a reader can tell whether to
+trust them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from paralign.evaluation.metrics import plot_confusion
+from paralign.evaluation.scoring import compute_metrics
+
+__all__ = ["compute_metrics", "write_report", "METRIC_HELP", "LOWER_IS_BETTER", "format_estimate", "digits_for"]
+
+# Metrics where a smaller value is better (tables and charts say so).
+LOWER_IS_BETTER = {"wer", "unmatched_rate"}
+
+METRIC_HELP: dict[str, str] = {
+    "accuracy": "share of answers whose matched label is correct (style: is one of the clip's styles); "
+                "unmatched answers count as wrong",
+    "macro_f1": "unweighted mean over labels of the per-label F1 of the matched answers (rare labels weigh as "
+                "much as common ones)",
+    "unmatched_rate": "share of answers that named no label at all (keyword and embedding match both failed)",
+    "rouge1": "ROUGE-1 F: unigram overlap of the reply with the teacher's text-prompted reply, 0-1",
+    "rougeL": "ROUGE-L F: longest-common-subsequence overlap of the reply with the teacher reply, 0-1",
+    "semantic_similarity": "cosine of MiniLM sentence embeddings of the reply and the teacher reply "
+                           "(closer in meaning = higher)",
+    "wer": "word error rate of the asr task: word edits / reference words over the whole set (lower is better)",
+    "judge": "mean LLM-judge score, 0-100, for fitting what was said AND how the speaker felt "
+             "(unparsable judge answers are left out and counted)",
+}
+
+VALIDATION_HELP = (
+    "Judge validation: the judge also scored the emotion-task answers, whose correctness is known. A trustworthy "
+    "judge scores correct answers higher: point-biserial r and Spearman rho near 0 mean it cannot tell them apart; "
+    "'accuracy at threshold' is how well 'score >= t' predicts correctness at the best t (compare it with the share "
+    "of the majority outcome)."
+)
+
+
+def digits_for(metric: str) -> int:
+    """Judge scores are on 0-100 (one decimal); every other metric is a rate or a similarity (three)."""
+    return 1 if metric == "judge" else 3
+
+
+def format_estimate(est: dict[str, Any], digits: int = 3) -> str:
+    """``0.812 [0.790, 0.835]``."""
+    return f"{est['value']:.{digits}f} [{est['low']:.{digits}f}, {est['high']:.{digits}f}]"
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _metric_table(task_metrics: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| metric | value [95 % CI] | n |", "|---|---|---|"]
+    for name, est in task_metrics.items():
+        arrow = " (lower is better)" if name in LOWER_IS_BETTER else ""
+        lines.append(f"| {name}{arrow} | {format_estimate(est, digits_for(name))} | {est['n']} |")
+    return lines
+
+
+def _breakdown_table(breakdown: dict[str, dict[str, dict[str, Any]]], group_name: str) -> list[str]:
+    """Rows = groups (e.g. emotions), columns = metrics; each cell ``mean (n)``."""
+    names = list(breakdown)
+    groups = sorted({g for per_group in breakdown.values() for g in per_group})
+    if not groups:
+        return []
+    lines = [f"| {group_name} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for group in groups:
+        cells = []
+        for name in names:
+            cell = breakdown[name].get(group)
+            cells.append("-" if cell is None else f"{cell['value']:.{digits_for(name)}f} ({cell['n']})")
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _judge_section(judge: dict[str, Any]) -> list[str]:
+    lines = ["## LLM judge", "", f"Judge: `{judge['id']}` (malformed answers retried {judge['retries']} times, "
+             "then counted as unparsed and left out of the mean).", "", "Rubric:", "", "```", judge["rubric"], "```", ""]
+    v = judge.get("validation")
+    lines.append("### Judge validation")
+    lines.append("")
+    lines.append(VALIDATION_HELP)
+    lines.append("")
+    if v is None:
+        lines.append("Not available: this evaluation has no emotion-task items to validate the judge on.")
+        return lines + [""]
+    lines += [
+        "| figure | value |", "|---|---|",
+        f"| items (parsed / unparsed) | {v['n']} / {v['n_unparsed']} |",
+        f"| share of correct answers | {_fmt(v['share_correct'])} |",
+        f"| point-biserial r (p) | {_fmt(v['point_biserial'])} ({_fmt(v['point_biserial_p'], 4)}) |",
+        f"| Spearman rho (p) | {_fmt(v['spearman'])} ({_fmt(v['spearman_p'], 4)}) |",
+        f"| best threshold t | {_fmt(v['threshold'], 1)} |",
+        f"| accuracy of 'score >= t' | {_fmt(v['accuracy_at_threshold'])} |",
+    ]
+    if v.get("note"):
+        lines += ["", f"Note: {v['note']}."]
+    return lines + [""]
+
+
+def _examples(generations: Sequence[dict[str, Any]], task: str, k: int = 3) -> list[str]:
+    rows = [g for g in generations if g.get("task") == task][:k]
+    if not rows:
+        return []
+    lines = [f"Examples (first {len(rows)}):", ""]
+    for g in rows:
+        lines.append(f"- `{g['id']}` (emotion: {g.get('emotion')}, style: {', '.join(g.get('style') or []) or '-'})"
+                     f"  \n  reply: {_one_line(g.get('reply'))}  \n  reference: {_one_line(g.get('reference'))}")
+    return lines + [""]
+
+
+def _one_line(text: Any, limit: int = 200) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def render_markdown(metrics: dict[str, Any], generations: Sequence[dict[str, Any]], plots: dict[str, str],
+                    title: str) -> str:
+    test_set = metrics["test_set"]
+    boot = metrics["bootstrap"]
+    lines = [
+        f"# {title}", "",
+        f"Test set: {test_set['n_clips']} clips, fingerprint `{test_set['fingerprint'][:16]}` "
+        f"(sha256 of the sorted clip ids; runs are comparable only when it matches). Items per task: "
+        + ", ".join(f"{t} {n}" for t, n in test_set["n_items"].items()) + ".",
+        "",
+        f"Intervals: {int(boot['level'] * 100)} % percentile bootstrap over items, {boot['resamples']} resamples, "
+        f"seed {boot['seed']}.",
+        "",
+        "## What the numbers mean", "",
+    ]
+    used = {name for entry in metrics["tasks"].values() for name in entry["metrics"]}
+    lines += [f"- **{name}**: {text}" for name, text in METRIC_HELP.items() if name in used]
+    lines.append("")
+    if metrics.get("skipped"):
+        lines += ["Items left out (cannot be scored): "
+                  + "; ".join(f"{reason}: {n}" for reason, n in metrics["skipped"].items()), ""]
+    for task, entry in metrics["tasks"].items():
+        lines += [f"## Task `{task}` ({entry['n']} items)", ""]
+        lines += _metric_table(entry["metrics"]) + [""]
+        if entry.get("judge"):
+            j = entry["judge"]
+            lines += [f"Judge: {j['n_scored']} replies scored, {j['n_unparsed']} unparsed "
+                      f"(left out of the mean), {j['n_retried']} needed a retry. "
+                      "See the judge validation below before trusting these scores.", ""]
+        if entry.get("per_emotion"):
+            lines += ["Per true emotion, mean (n):", ""] + _breakdown_table(entry["per_emotion"], "emotion") + [""]
+        if entry.get("per_question_type"):
+            lines += ["Per question type, mean (n):", ""]
+            lines += _breakdown_table(entry["per_question_type"], "question type") + [""]
+        if task in plots:
+            lines += [f"![confusion matrix of the {task} task]({plots[task]})", ""]
+        lines += _examples(generations, task)
+    if metrics.get("judge"):
+        lines += _judge_section(metrics["judge"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(
+    eval_dir: str | Path,
+    metrics: dict[str, Any],
+    generations: Sequence[dict[str, Any]],
+    *,
+    title: str = "Evaluation report",
+) -> Path:
+    """Write ``metrics.json``, one confusion-matrix PNG per label task and ``report.md``; return the report path."""
+    eval_dir = Path(eval_dir)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    (eval_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+    plots: dict[str, str] = {}
+    for task, entry in metrics["tasks"].items():
+        if entry.get("confusion"):
+            name = f"confusion_{task}.png"
+            plot_confusion(entry["confusion"], eval_dir / name, title=f"{task}: true label vs matched answer")
+            plots[task] = name
+    report = eval_dir / "report.md"
+    report.write_text(render_markdown(metrics, generations, plots, title))
+    return report
