@@ -50,6 +50,9 @@ def tiny_llama(vocab_size: int, hidden_size: int = 64, layers: int = 2, heads: i
         num_key_value_heads=heads,
         max_position_embeddings=1024,
         tie_word_embeddings=True,
+        # With the usual 0.02 the random model's outputs are near-uniform and barely depend on its inputs, so
+        # nothing the encoder feeds it could steer it; 0.3 gives a frozen function that inputs can steer.
+        initializer_range=0.3,
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -1,0 +1,48 @@
+# paralign: the front door. `make train` (the embedded demo) and `make test` are all a new user needs.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PARALIGN := $(VENV)/bin/paralign
+RECIPE ?= recipes/demo.yaml
+ARGS ?=
+NODES ?= 1
+GPUS ?= 1
+PARTITION ?=
+TIME ?= 24:00:00
+DRY ?=
+CKPT ?=
+RUNS ?= runs
+
+.PHONY: setup train test test-fast data eval bench slurm tensorboard clean
+
+setup:
+	@bash scripts/setup.sh
+
+train: setup
+	$(PARALIGN) train --recipe $(RECIPE) $(ARGS)
+
+data: setup
+	$(PARALIGN) data --recipe $(RECIPE) $(ARGS)
+
+eval: setup
+	@test -n "$(CKPT)" || { echo "make eval needs CKPT=path/to/checkpoint.ckpt (e.g. runs/demo/<time>/checkpoints/last.ckpt)"; exit 2; }
+	$(PARALIGN) eval --recipe $(RECIPE) --ckpt $(CKPT) $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+bench: setup
+	$(PARALIGN) bench $(ARGS)
+
+slurm: setup
+	$(PARALIGN) slurm --recipe $(RECIPE) --nodes $(NODES) --gpus $(GPUS) --time $(TIME) \
+		$(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) $(ARGS)
+
+tensorboard: setup
+	$(VENV)/bin/tensorboard --logdir $(RUNS) --bind_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache

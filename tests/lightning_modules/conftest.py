@@ -1,0 +1,44 @@
+"""A tiny SpeechLLM (random tiny Llama, tiny conformer) and batches built through the real example builder."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lightning_modules.examples import ExampleBuilder, collate
+from lightning_modules.speech_llm import SpeechLLM
+from paralign.config import Recipe
+
+
+def tiny_cfg(tasks: dict | None = None, **sections):
+    cfg = OmegaConf.structured(Recipe)
+    base = {
+        "llm": {"name": "tiny"},
+        "encoder": {"d_model": 32, "layers": 1, "heads": 2, "ffn_dim": 64, "kernel_size": 7, "dropout": 0.0},
+        "optim": {"lr": 3e-3, "warmup_steps": 0, "scheduler": "constant"},
+        "tasks": tasks if tasks is not None else {"emotion": {}, "asr": {}, "response": {}},
+    }
+    return OmegaConf.merge(cfg, base, sections)
+
+
+def make_clip(i: int, frames: int, emotion: str = "sad") -> dict:
+    g = torch.Generator().manual_seed(i)
+    return {
+        "key": f"clip{i}", "features": torch.randn(frames, 80, generator=g), "duration": frames / 100,
+        "meta": {"transcript": f"words number {i}", "emotion": emotion, "style": ["fast"]},
+        "teacher": {"response": {"conditioned": {"reply": f"reply {i} sad"}, "plain": {"reply": f"reply {i}"}}},
+    }
+
+
+def batch_for(model: SpeechLLM, clips: list[dict], all_tasks: bool = True, seed: int = 0) -> dict:
+    builder = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=all_tasks)
+    rng = random.Random(seed)
+    return collate([e for c in clips for e in builder(c, rng)])
+
+
+@pytest.fixture
+def model() -> SpeechLLM:
+    torch.manual_seed(0)
+    return SpeechLLM(tiny_cfg())
