@@ -13,10 +13,13 @@ seed while planning, so synthesis is a pure function of the plan and runs in a p
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shutil
 import subprocess
 import tempfile
+import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -29,8 +32,10 @@ import soundfile as sf
 from scipy.signal import lfilter, resample_poly
 from tqdm import tqdm
 
+from datamodules import sentences as sentences_module
 from datamodules.schema import empty_metadata
 from datamodules.sentences import Sentence, load_sentences
+from datamodules.shard_writer import write_shards
 
 DATASET = "espeak-synth"
 SPLITS = ("train", "val", "test")
@@ -184,8 +189,10 @@ def _vad(emotion: str, styles: tuple[str, ...], intensity: float, rng: np.random
     return tuple(round(float(v), 2) for v in np.clip(vad, 1.0, 5.0))
 
 
-def _plan_clip(clip_id: str, split: str, sentence: Sentence, voice: Voice, emotion: str,
-               styles: tuple[str, ...], intensity: float, rng: np.random.Generator) -> ClipPlan:
+def plan_clip(clip_id: str, split: str, sentence: Sentence, voice: Voice, emotion: str,
+              styles: tuple[str, ...], intensity: float, rng: np.random.Generator) -> ClipPlan:
+    """One clip's plan: ``emotion`` at ``intensity`` (1.0: the full profile) with ``styles`` on top, jittered
+    and given its clause intonation, padding and noise floor from ``rng``."""
     endings = EMOTIONS[emotion].endings
     ending = str(rng.choice(list(endings), p=list(endings.values())))
     return ClipPlan(
@@ -253,12 +260,12 @@ def plan_corpus(clips: int = 2400, seed: int = 0) -> list[ClipPlan]:
             voice = voices[int(rng.integers(len(voices)))]
             style = () if rng.random() < DEFAULT_STYLE_SHARE else (styles[rng.choice(len(styles), p=style_p)],)
             intensity = 1.0 if emotion == "neutral" else float(rng.uniform(*INTENSITY))
-            plans.append(_plan_clip(f"synth-{len(plans):05d}", split, sentence, voice, emotion, style,
+            plans.append(plan_clip(f"synth-{len(plans):05d}", split, sentence, voice, emotion, style,
                                     intensity, rng))
     showcase_voice = next(v for v in VOICES if v.split == "test")
     for k, sentence in enumerate(sentences[SHOWCASE_SPLIT]):
         for emotion in emotions:  # full intensity, no jitter beyond the usual: the demo's side-by-side
-            plans.append(_plan_clip(f"synth-showcase-{k}-{emotion}", SHOWCASE_SPLIT, sentence, showcase_voice,
+            plans.append(plan_clip(f"synth-showcase-{k}-{emotion}", SHOWCASE_SPLIT, sentence, showcase_voice,
                                     emotion, (), 1.0, rng))
     return plans
 
@@ -396,3 +403,56 @@ def synthesize_corpus(out_dir: str | Path, *, clips: int = 2400, seed: int = 0, 
     """Synthesize the corpus into ``out_dir`` (one wav per clip); return the records (schema metadata +
     ``audio_path``), train/val/test plus the showcase split. Same seed, same files and labels."""
     return synthesize_plans(plan_corpus(clips, seed), out_dir, sample_rate=sample_rate, workers=workers)
+
+
+# ---------------------------------------------------------------- the cached corpus on disk (wav files + shards)
+
+STAMP = "synth.json"
+
+
+def code_version() -> str:
+    """A digest of everything that shapes the audio and labels: this module, the sentence bank, espeak-ng."""
+    digest = hashlib.sha256()
+    for path in (Path(__file__), Path(sentences_module.__file__), sentences_module.BANK_PATH):
+        digest.update(path.read_bytes())
+    digest.update(espeak_version().encode())
+    return digest.hexdigest()[:16]
+
+
+def corpus_state(out_dir: str | Path, clips: int, seed: int) -> str:
+    """"complete" (DIR holds this very corpus), "partial" (an interrupted build of it), "absent" (nothing), or
+    "other" (DIR holds a corpus made with other settings or code)."""
+    stamp_path = Path(out_dir) / STAMP
+    if not stamp_path.is_file():
+        return "absent"
+    stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+    if (stamp.get("clips"), stamp.get("seed"), stamp.get("code_version")) != (clips, seed, code_version()):
+        return "other"
+    return "complete" if stamp.get("complete") and (Path(out_dir) / "manifest.json").is_file() else "partial"
+
+
+def build_synth_shards(out_dir: str | Path, *, clips: int = 2400, seed: int = 0, workers: int = 2) -> dict[str, Any]:
+    """Synthesize the corpus into ``out_dir/audio`` and write its shards into ``out_dir``, unless ``out_dir``
+    already holds it (then nothing is done). Returns the stamp (settings, clip count, hours, synthesis seconds).
+    Raises FileExistsError when ``out_dir`` holds a corpus made with other settings or code."""
+    out = Path(out_dir)
+    state = corpus_state(out, clips, seed)
+    if state == "other":
+        raise FileExistsError(f"{out} holds a synthetic corpus made with other settings or code (see {out / STAMP});"
+                              " use another folder or delete it")
+    if state == "complete":
+        return json.loads((out / STAMP).read_text(encoding="utf-8"))
+    stamp = {"clips": clips, "seed": seed, "code_version": code_version(), "complete": False}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STAMP).write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
+    start = time.perf_counter()
+    records = synthesize_corpus(out / "audio", clips=clips, seed=seed, workers=workers)
+    stamp["synthesis_seconds"] = round(time.perf_counter() - start, 1)
+    summary = write_shards(records, out)  # resumes by id after an interrupted build of this same corpus
+    if summary.rejected:
+        raise RuntimeError(f"the shard writer rejected synthetic clips ({dict(summary.rejected)}); "
+                           f"see {out / 'rejects.jsonl'}")
+    stamp.update(complete=True, records=len(records),
+                 hours=round(sum(r["duration"] for r in records) / 3600, 3))
+    (out / STAMP).write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
+    return stamp
