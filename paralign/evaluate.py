@@ -1,0 +1,145 @@
+"""``paralign eval``: replies from speech for every test clip and task, scored into ``<run>/eval/``.
+
+Generations are appended to ``eval/generations.jsonl`` batch by batch, so a cut evaluation continues where it
+stopped. The linear probe uses mean-pooled speech tokens of the same clips (split in halves by clip id).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from callbacks.linear_probe import fit_probe_accuracy, probe_label
+from datamodules.datamodule import ShardDataModule
+from datamodules.vocab import EMOTIONS, STYLES
+from lightning_modules.examples import ExampleBuilder, collate
+from lightning_modules.speech_llm import SpeechLLM
+from paralign.data import shard_sources
+
+log = logging.getLogger(__name__)
+
+
+def load_trained(cfg: DictConfig, ckpt: str | Path) -> SpeechLLM:
+    """The recipe's model with the trainable weights of ``ckpt`` (the frozen LLM comes from its own source)."""
+    path = Path(ckpt)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = SpeechLLM(cfg)
+    model.on_load_checkpoint(state)
+    model.load_state_dict(state["state_dict"], strict=False)
+    return model.eval()
+
+
+def split_loader(cfg: DictConfig, model: SpeechLLM, split: str, tasks: list[str] | None = None):
+    """A deterministic loader over one split, one example per (clip, task)."""
+    chosen = {n: t for n, t in model.tasks.items() if not tasks or n in tasks}
+    d = cfg.data
+    source = shard_sources(cfg)["test"] if split == "test" else [d.dir]
+    dm = ShardDataModule(test=source, test_split=split, sample_rate=d.sample_rate, n_mels=cfg.encoder.n_mels,
+                         max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
+                         bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed,
+                         eval_example_builder=ExampleBuilder(chosen, model.llm.prompter, all_tasks=True),
+                         collate=collate)
+    return dm.test_dataloader()
+
+
+def generation_records(model: SpeechLLM, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    replies = model.generate(batch)
+    records = []
+    for i, reply in enumerate(replies):
+        meta = batch["meta"][i]
+        records.append({
+            "id": batch["keys"][i], "task": batch["task"][i], "prompt": batch["template"][i], "reply": reply,
+            "reference": batch["target_text"][i], "emotion": meta.get("emotion"), "style": meta.get("style") or [],
+            "transcript": meta.get("transcript"), "speaker": meta.get("speaker"),
+        })
+    return records
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: dropping a truncated line (an interrupted write); it will be regenerated", path)
+    return rows
+
+
+def probe_accuracies(pooled: dict[str, tuple[torch.Tensor, dict]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for kind, classes in (("emotion", EMOTIONS), ("style", STYLES)):
+        fit, score = ([], []), ([], [])
+        for key, (vec, meta) in pooled.items():
+            label = probe_label(kind, meta)
+            if label is not None:
+                part = fit if zlib.crc32(key.encode()) % 2 == 0 else score
+                part[0].append(vec)
+                part[1].append(label)
+        enough = min(len(fit[1]), len(score[1])) >= 4 and len(set(fit[1])) >= 2
+        out[kind] = fit_probe_accuracy(torch.stack(fit[0]), torch.tensor(fit[1]), torch.stack(score[0]),
+                                       torch.tensor(score[1]), len(classes)) if enough else None
+    return out
+
+
+def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Generate, score and report; returns the metrics dict (also in ``<run>/eval/metrics.json``)."""
+    from paralign.evaluation.report import write_report
+    from paralign.evaluation.scoring import compute_metrics
+
+    run_dir = Path(run_dir) if run_dir else Path(ckpt).resolve().parents[1]
+    out = run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_trained(cfg, ckpt)
+    gen_path = out / "generations.jsonl"
+    records = _read_jsonl(gen_path)
+    done = {(r["id"], r["task"]) for r in records}
+    pooled: dict[str, tuple[torch.Tensor, dict]] = {}
+    clips_seen: set[str] = set()
+    with gen_path.open("a") as sink, torch.no_grad():
+        for batch in tqdm(split_loader(cfg, model, cfg.eval.split, list(cfg.eval.tasks)), desc="evaluating",
+                          unit="batch"):
+            speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
+            for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
+                pooled.setdefault(key, (vec.float(), meta))
+            clips_seen.update(batch["keys"])
+            if all((k, t) in done for k, t in zip(batch["keys"], batch["task"])):
+                continue
+            new = generation_records(model, batch)
+            for rec in new:
+                sink.write(json.dumps(rec) + "\n")
+            sink.flush()
+            records += new
+            done.update((r["id"], r["task"]) for r in new)
+            if cfg.eval.max_clips and len(clips_seen) >= cfg.eval.max_clips:
+                break
+    judge = build_judge(cfg, model)
+    metrics = compute_metrics(records, judge=judge)
+    metrics["probe"] = probe_accuracies(pooled)
+    metrics["checkpoint"] = str(ckpt)
+    metrics["recipe"] = cfg.name
+    write_report(out, metrics, records, title=f"Evaluation of {cfg.name} ({cfg.eval.split} split)")
+    log.info("evaluation written to %s", out)
+    return metrics
+
+
+def build_judge(cfg: DictConfig, model: SpeechLLM):
+    """The recipe's judge: none, the frozen LLM itself as a local judge, or an OpenAI-compatible endpoint."""
+    if cfg.eval.judge == "none":
+        return None
+    from paralign.evaluation.judge import LocalJudge, OpenAIJudge
+
+    if cfg.eval.judge == "openai":
+        if not (cfg.eval.judge_base_url and cfg.eval.judge_model):
+            raise ValueError("eval.judge=openai needs eval.judge_base_url and eval.judge_model")
+        return OpenAIJudge(cfg.eval.judge_base_url, cfg.eval.judge_model)
+    return LocalJudge(model.llm.model, model.llm.prompter.tokenizer)
