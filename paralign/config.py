@@ -171,6 +171,8 @@ class EvalConfig:
     judge: str = "none"  # none | local | openai
     judge_model: Optional[str] = None
     judge_base_url: Optional[str] = None
+    after_train: bool = False  # evaluate the last checkpoint when training ends (the demo does)
+    showcase_split: Optional[str] = None  # a split whose clips are printed side by side after evaluation
 
 
 @dataclass

@@ -16,9 +16,19 @@ def prepare_data(cfg: DictConfig) -> None:
 
         build_tiny_corpus(d.dir, seed=d.seed)
     elif d.source == "synth":
-        from datamodules.synth_pipeline import build_synth_corpus
+        from datamodules.synth import build_synth_shards
+        from datamodules.teacher import generate_teacher_replies
 
-        build_synth_corpus(cfg)
+        build_synth_shards(d.dir, clips=d.synth.clips, seed=d.synth.seed, workers=max(1, d.num_workers))
+        if needs_teacher(cfg):
+            generate_teacher_replies(cfg, d.dir)
+
+
+def needs_teacher(cfg: DictConfig) -> bool:
+    """Whether any enabled task trains on (or is scored against) cached teacher replies."""
+    from lightning_modules.tasks import DEFAULT_TARGET
+
+    return any(t.enabled and (t.target or DEFAULT_TARGET[name]) == "teacher" for name, t in cfg.tasks.items())
 
 
 def shard_sources(cfg: DictConfig) -> dict[str, list | None]:

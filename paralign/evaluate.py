@@ -91,7 +91,8 @@ def probe_accuracies(pooled: dict[str, tuple[torch.Tensor, dict]]) -> dict[str, 
     return out
 
 
-def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = None) -> dict[str, Any]:
+def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = None,
+             model: SpeechLLM | None = None) -> dict[str, Any]:
     """Generate, score and report; returns the metrics dict (also in ``<run>/eval/metrics.json``)."""
     from paralign.evaluation.report import write_report
     from paralign.evaluation.scoring import compute_metrics
@@ -99,7 +100,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = Non
     run_dir = Path(run_dir) if run_dir else Path(ckpt).resolve().parents[1]
     out = run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    model = load_trained(cfg, ckpt)
+    model = model if model is not None else load_trained(cfg, ckpt)
     gen_path = out / "generations.jsonl"
     records = _read_jsonl(gen_path)
     done = {(r["id"], r["task"]) for r in records}
@@ -130,6 +131,15 @@ def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = Non
     write_report(out, metrics, records, title=f"Evaluation of {cfg.name} ({cfg.eval.split} split)")
     log.info("evaluation written to %s", out)
     return metrics
+
+
+def showcase_records(cfg: DictConfig, model: SpeechLLM) -> list[dict[str, Any]]:
+    """Response-task replies for the showcase split (the same sentences spoken in several emotions)."""
+    records: list[dict[str, Any]] = []
+    with torch.no_grad():
+        for batch in split_loader(cfg, model, cfg.eval.showcase_split, ["response"]):
+            records += generation_records(model, batch)
+    return records
 
 
 def build_judge(cfg: DictConfig, model: SpeechLLM):

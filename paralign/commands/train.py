@@ -21,5 +21,15 @@ def run(args: argparse.Namespace) -> int:
     from paralign.train import train
 
     run_dir = train(cfg)
+    if cfg.eval.after_train:
+        from paralign.evaluate import evaluate, load_trained, showcase_records
+        from paralign.summary import print_headline, print_showcase
+
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        model = load_trained(cfg, ckpt)
+        print_headline(evaluate(cfg, ckpt, run_dir, model=model))
+        if cfg.eval.showcase_split:
+            print_showcase(showcase_records(cfg, model))
+        print(f"evaluation report: {run_dir / 'eval' / 'report.md'}")
     print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
     return 0
