@@ -6,9 +6,9 @@ loudness, vocal effort, breathiness, tremor, clause intonation) scaled by a per-
 classes overlap as in real speech; a style is an offset on top of the emotion (a "fast" clip is faster than its
 emotion's baseline). Validation and test use voices AND sentences that training never sees.
 
-Pitch, range and rate go to espeak-ng through SSML ``<prosody>``; breathiness, tremor and whisper through a
-per-clip voice variant file in a private copy of espeak-ng's data folder (its files are symlinked); loudness,
-spectral tilt (vocal effort), padding and a noise floor are applied in numpy. Everything random is drawn from the
+Rate goes to espeak-ng through SSML ``<prosody>``; pitch level and range (the voice's F0 floor and peak),
+breathiness, tremor and whisper through a per-clip voice variant file in a private copy of espeak-ng's data folder
+(its files are symlinked); loudness, spectral tilt (vocal effort), padding and a noise floor are applied in numpy. Everything random is drawn from the
 seed while planning, so synthesis is a pure function of the plan and runs in a process pool.
 """
 from __future__ import annotations
