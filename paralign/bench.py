@@ -1,0 +1,267 @@
+"""The side-by-side performance benchmark behind ``paralign bench`` (issue 9): each comparison is a pair of
+medians over ``repeats`` and their ratio, in one run, on the models a recipe builds.
+
+Rows (a vs b, ratio = a / b):
+- training step with cached teacher targets (CE on the reply) vs an on-the-fly teacher pass per step (online KL);
+- the training step vs the floor: the frozen LLM alone, forward+backward to ``inputs_embeds`` at the same shapes;
+- padding ratio and loader throughput, length-bucketed vs plain batches;
+- the loader alone vs what the training step consumes (audio-seconds/s, so clip lengths need not match);
+- teacher generation, batched vs one prompt at a time;
+- peak memory of a training step vs the floor step.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from lightning_modules.examples import ExampleBuilder, collate
+from lightning_modules.frozen_llm import FrozenLLM
+from lightning_modules.speech_llm import SpeechLLM, load_frozen_llm
+
+N_MELS = 80
+FRAMES_PER_SECOND = 100
+REPLY = "I can hear that you sound {emotion} as you say: {text}. Thank you for telling me how you feel today."
+EMOTIONS = ("neutral", "happy", "sad", "angry")
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    _sync()
+    start = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - start
+
+
+def synthetic_clips(count: int, seconds: float, seed: int = 0) -> list[dict]:
+    """Decoded-clip dicts as the loader yields them: random log-mel features of ``seconds`` each, labels, and a
+    teacher reply of a realistic length for the response task."""
+    frames = max(1, int(seconds * FRAMES_PER_SECOND))
+    g = torch.Generator().manual_seed(seed)
+    clips = []
+    for i in range(count):
+        emotion, text = EMOTIONS[i % len(EMOTIONS)], f"this is sentence number {i} of the benchmark"
+        reply = REPLY.format(emotion=emotion, text=text)
+        clips.append({"key": f"bench{i}", "features": torch.randn(frames, N_MELS, generator=g), "duration": seconds,
+                      "meta": {"transcript": text, "emotion": emotion, "style": ["default"]},
+                      "teacher": {"response": {"conditioned": {"reply": reply}, "plain": {"reply": reply}}}})
+    return clips
+
+
+def response_only(cfg: DictConfig, loss: str, kl_source: str = "cached") -> DictConfig:
+    """``cfg`` with the response task alone enabled, with the given loss: both sides of the teacher comparison
+    train on the same examples, so the only difference is the teacher pass."""
+    if "response" not in cfg.tasks:
+        raise ValueError("the recipe has no tasks.response: the teacher comparison needs it")
+    variant = copy.deepcopy(cfg)
+    for name in variant.tasks:
+        variant.tasks[name].enabled = name == "response"
+    variant.tasks.response.loss = loss
+    variant.tasks.response.kl_source = kl_source
+    return variant
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def build_batch(model: SpeechLLM, clips: list[dict], device: torch.device) -> dict[str, Any]:
+    builder = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)
+    rng = random.Random(0)
+    return to_device(collate([e for c in clips for e in builder(c, rng)]), device)
+
+
+def training_step_fn(model: SpeechLLM, batch: dict[str, Any]) -> Callable[[], None]:
+    """One optimizer step (forward, backward, AdamW) as the trainer runs it, minus Lightning's bookkeeping."""
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss, _, _, _ = model.losses(batch)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def floor_step_fn(model: SpeechLLM, batch: dict[str, Any]) -> Callable[[], None]:
+    """The frozen LLM alone at the training step's shapes: forward from fixed ``inputs_embeds`` and backward of
+    the CE on the same label positions (through the same ``label_logits``: the LM head only where a label is, as
+    the training step computes it, so the ratio measures our overhead and nothing else)."""
+    with torch.no_grad():
+        speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
+        inputs = model._spliced(batch, speech, lens, with_target=True)
+    embeds = inputs["inputs_embeds"].detach()
+
+    def step() -> None:
+        x = embeds.clone().requires_grad_()
+        logits, targets, _ = model.llm.label_logits(x, inputs["attention_mask"], inputs["position_ids"],
+                                                    inputs["labels"])
+        torch.nn.functional.cross_entropy(logits, targets).backward()
+    return step
+
+
+def _read_status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def peak_memory_mb(step: Callable[[], None], device: torch.device) -> tuple[float, str]:
+    """Peak memory during one step in MB (absolute: the model's own weights included), and how it was measured.
+
+    GPU: ``torch.cuda.max_memory_allocated`` (tensors only). CPU: the process's RSS high-water mark (VmHWM),
+    reset first through ``/proc/self/clear_refs`` so that it covers this step alone; where that cannot be reset
+    the figure is the process's lifetime peak and the method says so."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated (tensors)"
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS
+        method = "process RSS high-water mark (VmHWM, reset before the step)"
+    except OSError:
+        method = "process RSS high-water mark (VmHWM, lifetime peak: could not be reset)"
+    step()
+    return _read_status_kb("VmHWM") / 1024, method
+
+
+def median_of(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+
+
+def row(name: str, unit: str, a: str, a_value: float, b: str, b_value: float, target: str) -> dict[str, Any]:
+    return {"name": name, "unit": unit, "a": a, "a_value": a_value, "b": b, "b_value": b_value,
+            "ratio": a_value / b_value if b_value else float("inf"), "target": target}
+
+
+def tiny_shards(out: Path, clips: int) -> Path:
+    """A small shard set of tone clips (2/3 of them in the train split) for the loader rows."""
+    from datamodules.shard_writer import write_shards
+    from datamodules.tiny_corpus import tiny_records
+
+    write_shards(tiny_records(out / "audio", clips), out / "shards", max_count=32, progress=False)
+    return out / "shards"
+
+
+def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0, repeats: int = 3,
+                  shards: str | None = None, shard_clips: int = 96, prompts: int = 16,
+                  device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every measurement of the benchmark; returns ``{"machine", "settings", "rows", "details", "notes"}``."""
+    if repeats < 1 or batch_size < 1 or seconds <= 0:
+        raise ValueError("repeats and batch size must be at least 1 and seconds positive")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    notes: list[str] = []
+    details: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+
+    log(f"loading the frozen LLM ({cfg.llm.name}) on {dev}")
+    llm: FrozenLLM = load_frozen_llm(cfg).to(dev)
+    clips = synthetic_clips(batch_size, seconds)
+    models, steps = {}, {}
+    for name, loss, source in (("cached", "ce", "cached"), ("online", "ce+kl", "online")):
+        torch.manual_seed(cfg.seed)  # same encoder/adapter weights on both sides
+        models[name] = SpeechLLM(response_only(cfg, loss, source), llm=llm).to(dev)
+        steps[name] = training_step_fn(models[name], build_batch(models[name], clips, dev))
+    floor = floor_step_fn(models["cached"], build_batch(models["cached"], clips, dev))
+    audio_seconds = batch_size * seconds
+
+    timings: dict[str, list[float]] = {}
+    for i, (name, fn) in enumerate((("cached", steps["cached"]), ("online", steps["online"]), ("floor", floor))):
+        log(f"[{i + 1}/6] {name} step, batch {batch_size} x {seconds:g} s, {repeats} repeats (+1 warm-up)")
+        fn()
+        timings[name] = [_timed(fn) for _ in tqdm(range(repeats), desc=name, leave=False)]
+    step_s = {k: statistics.median(v) for k, v in timings.items()}
+    details["step_seconds"] = {k: {"median": step_s[k], "all": v} for k, v in timings.items()}
+    train_sps = {k: batch_size / step_s[k] for k in ("cached", "online")}
+    rows.append(row("teacher targets: cached vs on-the-fly", "samples/s", "cached (ce)", train_sps["cached"],
+                    "online teacher pass (ce+kl)", train_sps["online"], ">= 1.3"))
+    rows.append(row("training step vs bare frozen-LLM floor", "s/step", "training step (cached)", step_s["cached"],
+                    "LLM fwd+bwd to inputs_embeds", step_s["floor"], "<= 1.3"))
+
+    log(f"[4/6] loader, bucketed vs plain, {repeats} repeats")
+    with tempfile.TemporaryDirectory(prefix="paralign-bench-") as tmp:
+        source = shards or str(tiny_shards(Path(tmp), shard_clips))
+        from paralign.loader_bench import loader_benchmark
+
+        runs = [loader_benchmark(source, cfg.data.num_workers, bucket_window=cfg.data.bucket_window,
+                                 max_batch_seconds=cfg.data.max_batch_seconds, max_batch_size=batch_size)
+                for _ in tqdm(range(repeats), desc="loader", leave=False)]
+    loader = {side: median_of([{k: r[side][k] for k in ("samples_per_s", "audio_s_per_s", "padding_ratio")}
+                               for r in runs]) for side in ("bucketed", "plain")}
+    details["loader"] = {"shards": shards or f"{shard_clips} tiny tone clips (temporary)", **loader,
+                         "batches": runs[0]["bucketed"]["batches"], "num_workers": cfg.data.num_workers}
+    rows.append(row("padding ratio: bucketed vs plain", "padded/total frames", "bucketed",
+                    loader["bucketed"]["padding_ratio"], "plain", loader["plain"]["padding_ratio"],
+                    "bucketed <= 0.15"))
+    rows.append(row("loader throughput: bucketed vs plain", "samples/s", "bucketed", loader["bucketed"]["samples_per_s"],
+                    "plain", loader["plain"]["samples_per_s"], ""))
+    rows.append(row("loader alone vs training consumption", "audio-s/s", "loader (bucketed)",
+                    loader["bucketed"]["audio_s_per_s"], "training step (cached)", audio_seconds / step_s["cached"],
+                    ">= 5"))
+
+    log(f"[5/6] teacher generation, batched vs one at a time, {prompts} prompts, {repeats} repeats")
+    try:
+        from paralign.teacher_bench import bench_prompts, teacher_throughput
+    except ImportError as err:
+        notes.append(f"teacher generation row left out: {err}")
+    else:
+        ids = bench_prompts(llm, prompts)
+        gen = [teacher_throughput(llm, ids, cfg.teacher.batch_size, cfg.teacher.max_new_tokens)
+               for _ in tqdm(range(repeats), desc="teacher", leave=False)]
+        replies = {side: statistics.median(g[side]["replies_per_s"] for g in gen)
+                   for side in ("batched", "one_at_a_time")}
+        details["teacher"] = {**replies, "prompts": prompts, "batch_size": cfg.teacher.batch_size,
+                              "max_new_tokens": cfg.teacher.max_new_tokens,
+                              "identical_replies": [g["identical_replies"] for g in gen]}
+        rows.append(row("teacher generation: batched vs one at a time", "replies/s", "batched", replies["batched"],
+                        "one at a time", replies["one_at_a_time"], ">= 5"))
+
+    log("[6/6] peak memory of a training step vs the floor step")
+    memory = {name: peak_memory_mb(fn, dev) for name, fn in (("step", steps["cached"]), ("floor", floor))}
+    details["memory_method"] = memory["step"][1]
+    rows.append(row("peak memory: training step vs floor", "MB", "training step (cached)", memory["step"][0],
+                    "LLM fwd+bwd", memory["floor"][0], ""))
+
+    machine = {"host": platform.node(), "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+               "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+               "load_average": os.getloadavg(), "torch": torch.__version__}
+    settings = {"recipe": cfg.name, "llm": cfg.llm.name, "batch_size": batch_size, "seconds": seconds,
+                "repeats": repeats, "prompts": prompts}
+    return {"machine": machine, "settings": settings, "rows": rows, "details": details, "notes": notes}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The rows as a fixed-width text table (medians, ratio a/b, target)."""
+    def num(x: float) -> str:
+        return f"{x:.4g}"
+
+    head = ("comparison", "unit", "a", "a", "b", "b", "a/b", "target")
+    lines = [(r["name"], r["unit"], r["a"], num(r["a_value"]), r["b"], num(r["b_value"]), f"{r['ratio']:.3g}",
+              r["target"]) for r in report["rows"]]
+    widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:{'<' if i in (0, 1, 2, 4, 7) else '>'}{w}}}" for i, w in enumerate(widths))
+    out = [fmt.format(*head), "  ".join("-" * w for w in widths), *(fmt.format(*x) for x in lines)]
+    m = report["machine"]
+    out.append(f"machine: {m['host']}, {m['device']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, "
+               f"load average {', '.join(f'{x:.1f}' for x in m['load_average'])}")
+    out.append(f"peak memory: {report['details']['memory_method']}")
+    out += [f"note: {n}" for n in report["notes"]]
+    return "\n".join(out)

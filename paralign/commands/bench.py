@@ -1,0 +1,50 @@
+"""`paralign bench`: the side-by-side performance benchmark (table of medians and ratios, written as JSON)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="performance benchmark: teacher caching, bucketing, loader, generation, LLM floor, memory",
+        description=("Measure, in one run, pairs of figures as medians over --repeats with the ratio of each pair: "
+                     "the training step with cached teacher targets vs an on-the-fly teacher pass; the training "
+                     "step vs the bare frozen-LLM forward+backward; padding ratio and loader throughput bucketed vs "
+                     "plain; the loader vs the training step's consumption; batched vs one-at-a-time teacher "
+                     "generation; peak memory of a step. Prints a table and writes JSON to --out."))
+    add_recipe_arguments(parser, default="recipes/tiny.yaml")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per training batch (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="length of each synthetic training clip in seconds (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="repetitions per figure (default: %(default)s)")
+    parser.add_argument("--prompts", type=int, default=16,
+                        help="prompts for the teacher generation row (default: %(default)s)")
+    parser.add_argument("--shards", default=None,
+                        help="shards for the loader rows (default: a temporary set of 96 tone clips)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/bench.json"),
+                        help="JSON report (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from paralign.bench import format_table, run_benchmark
+
+    cfg = recipe_from_args(args)
+    if args.shards is not None and not Path(args.shards).exists() and not args.shards.startswith("pipe:"):
+        raise SystemExit(f"--shards {args.shards}: no such file or folder")
+    try:
+        report = run_benchmark(cfg, batch_size=args.batch_size, seconds=args.seconds, repeats=args.repeats,
+                               shards=args.shards, prompts=args.prompts, device=args.device)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    report["settings"]["recipe_path"] = str(args.recipe)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(format_table(report))
+    print(f"written: {args.out}")
+    return 0
