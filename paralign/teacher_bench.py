@@ -1,0 +1,83 @@
+"""Teacher generation throughput: our batched, length-sorted, left-padded generation vs one prompt at a time, on
+the same prompts with the same ``max_new_tokens`` (issue 9). ``python -m paralign.teacher_bench [--llm NAME]``."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import torch
+
+from datamodules.sentences import load_sentences
+from datamodules.teacher import generate_batch, generate_sorted
+from datamodules.vocab import EMOTIONS
+from lightning_modules.frozen_llm import FrozenLLM
+from lightning_modules.tasks import DEFAULT_INSTRUCTIONS, describe_speech
+
+
+def bench_prompts(llm: FrozenLLM, count: int, template: str = DEFAULT_INSTRUCTIONS["response"][0]) -> list[list[int]]:
+    """``count`` emotion-conditioned teacher prompts: sentences of the synthetic corpus's bank, emotions in turn."""
+    sentences = load_sentences()
+    emotions = EMOTIONS[:5]
+    return [llm.prompter.text_prompt_ids(template, describe_speech(
+        {"transcript": sentences[i % len(sentences)].text, "emotion": emotions[i % len(emotions)]}, True))
+        for i in range(count)]
+
+
+def _timed(run) -> tuple[list[list[int]], float]:
+    start = time.perf_counter()
+    replies = run()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return replies, time.perf_counter() - start
+
+
+def teacher_throughput(llm: FrozenLLM, prompts: list[list[int]], batch_size: int,
+                       max_new_tokens: int = 48) -> dict[str, Any]:
+    """Replies/s of batched generation vs one prompt at a time (greedy, so both should give the same replies;
+    ``identical_replies`` counts those that do)."""
+    generate_batch(llm, prompts[:1], 2)  # warm-up: first-call allocations are no part of either figure
+
+    def batched() -> list[list[int]]:
+        replies: list[list[int]] = [[] for _ in prompts]
+        for idx, out in generate_sorted(llm, prompts, batch_size, max_new_tokens):
+            for i, r in zip(idx, out):
+                replies[i] = r
+        return replies
+
+    many, many_s = _timed(batched)
+    single, single_s = _timed(lambda: [generate_batch(llm, [p], max_new_tokens)[0] for p in prompts])
+
+    def figures(replies: list[list[int]], seconds: float) -> dict[str, float]:
+        tokens = sum(map(len, replies))
+        return {"seconds": round(seconds, 3), "replies_per_s": round(len(replies) / seconds, 3),
+                "reply_tokens_per_s": round(tokens / seconds, 1)}
+
+    return {"prompts": len(prompts), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+            "device": str(llm.model.device), "threads": torch.get_num_threads(),
+            "batched": figures(many, many_s), "one_at_a_time": figures(single, single_s),
+            "speedup": round(single_s / many_s, 2),
+            "identical_replies": sum(a == b for a, b in zip(many, single))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--llm", default="smollm2-135m", help="LLM name as in a recipe's llm.name")
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    from lightning_modules.llm_loading import load_causal_lm
+    from lightning_modules.prompts import ChatPrompter
+
+    model, tokenizer = load_causal_lm(args.llm)
+    llm = FrozenLLM(model, ChatPrompter(tokenizer), model_id=args.llm).to(args.device)
+    report = teacher_throughput(llm, bench_prompts(llm, args.prompts), args.batch_size, args.max_new_tokens)
+    print(json.dumps({"llm": args.llm, **report}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
