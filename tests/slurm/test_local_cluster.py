@@ -21,11 +21,13 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "slurm" / "local_cluster.sh"
 
-# The payload: what srun runs as `<PAYLOAD> train --recipe RECIPE run.dir=... trainer.*=... <overrides>`.
-# When `paralign train` runs the tiny recipe, set PAYLOAD = None (the environment's `paralign`).
+# The payload: srun runs `<PAYLOAD> train --recipe RECIPE run.dir=... trainer.*=... <OVERRIDES>`.
+# For `paralign train`, set PAYLOAD = None (the environment's `paralign`). It must still be training when the signal
+# comes: the tiny recipe needed trainer.max_steps=1500 (plus trainer.checkpoint_every_n_steps for last.ckpt).
 PAYLOAD = f"{sys.executable} {Path(__file__).with_name('tiny_lightning_job.py')}"
 RECIPE = "recipes/tiny.yaml"
 MAX_STEPS = 150
+OVERRIDES = [f"trainer.max_steps={MAX_STEPS}"]
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
@@ -74,7 +76,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, logs: Pat
 def test_sigusr1_checkpoints_requeues_and_the_job_resumes(cluster, tmp_path):
     run_dir = tmp_path / "run"
     script = render_sbatch(RECIPE, 1, 2, accelerator_gpu=False, run_dir=run_dir, time="00:15:00",
-                           extra_args=[f"trainer.max_steps={MAX_STEPS}"], launcher=PAYLOAD)
+                           extra_args=OVERRIDES, launcher=PAYLOAD)
     job_id = submit(script, run_dir)
     logs = run_dir / "slurm"
 
