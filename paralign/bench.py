@@ -149,7 +149,7 @@ def median_of(samples: list[dict[str, float]]) -> dict[str, float]:
 
 def row(name: str, unit: str, a: str, a_value: float, b: str, b_value: float, target: str) -> dict[str, Any]:
     return {"name": name, "unit": unit, "a": a, "a_value": a_value, "b": b, "b_value": b_value,
-            "ratio": a_value / b_value if b_value else float("inf"), "target": target}
+            "ratio": a_value / b_value if b_value else None, "target": target}  # None: b is 0, no ratio
 
 
 def tiny_shards(out: Path, clips: int) -> Path:
@@ -211,8 +211,8 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
     rows.append(row("padding ratio: bucketed vs plain", "padded/total frames", "bucketed",
                     loader["bucketed"]["padding_ratio"], "plain", loader["plain"]["padding_ratio"],
                     "bucketed <= 0.15"))
-    rows.append(row("loader throughput: bucketed vs plain", "samples/s", "bucketed", loader["bucketed"]["samples_per_s"],
-                    "plain", loader["plain"]["samples_per_s"], ""))
+    rows.append(row("loader throughput: bucketed vs plain", "samples/s", "bucketed",
+                    loader["bucketed"]["samples_per_s"], "plain", loader["plain"]["samples_per_s"], ""))
     rows.append(row("loader alone vs training consumption", "audio-s/s", "loader (bucketed)",
                     loader["bucketed"]["audio_s_per_s"], "training step (cached)", audio_seconds / step_s["cached"],
                     ">= 5"))
@@ -254,8 +254,8 @@ def format_table(report: dict[str, Any]) -> str:
         return f"{x:.4g}"
 
     head = ("comparison", "unit", "a", "a", "b", "b", "a/b", "target")
-    lines = [(r["name"], r["unit"], r["a"], num(r["a_value"]), r["b"], num(r["b_value"]), f"{r['ratio']:.3g}",
-              r["target"]) for r in report["rows"]]
+    lines = [(r["name"], r["unit"], r["a"], num(r["a_value"]), r["b"], num(r["b_value"]),
+              "n/a" if r["ratio"] is None else f"{r['ratio']:.3g}", r["target"]) for r in report["rows"]]
     widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
     fmt = "  ".join(f"{{:{'<' if i in (0, 1, 2, 4, 7) else '>'}{w}}}" for i, w in enumerate(widths))
     out = [fmt.format(*head), "  ".join("-" * w for w in widths), *(fmt.format(*x) for x in lines)]
