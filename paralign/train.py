@@ -50,9 +50,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
     checkpoints = run_dir / "checkpoints"
     callbacks = [
         RunSnapshot(run_dir, cfg),
-        ModelCheckpoint(dirpath=checkpoints, filename="step{step:06d}", auto_insert_metric_name=False,
-                        monitor="val/loss", mode="min", save_top_k=t.save_top_k, save_last=True,
+        # Two concerns, two callbacks: last.ckpt every N steps whatever validation does (resume, preemption),
+        # and the best-k by validation loss, written when validation has run.
+        ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=0, save_last=True,
                         every_n_train_steps=t.checkpoint_every_n_steps),
+        ModelCheckpoint(dirpath=checkpoints, filename="step{step:06d}-val{val/loss:.3f}",
+                        auto_insert_metric_name=False, monitor="val/loss", mode="min", save_top_k=t.save_top_k),
         LearningRateMonitor(logging_interval="step"),
         Throughput(window=max(1, t.log_every_n_steps)),
         SkippedSamples(every_n_steps=max(1, t.log_every_n_steps)),
@@ -72,11 +75,15 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if cfg.run.resume == "auto" and last.exists():
-        log.info("resuming from %s", last)
-        return str(last)
-    return None
+    """The newest of ``last.ckpt`` and Lightning's SLURM ``hpc_ckpt_*.ckpt`` (saved on SIGUSR1, possibly newer)."""
+    if cfg.run.resume != "auto":
+        return None
+    candidates = [p for p in [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
+    if not candidates:
+        return None
+    newest = max(candidates, key=lambda p: p.stat().st_mtime)
+    log.info("resuming from %s", newest)
+    return str(newest)
 
 
 def train(cfg: DictConfig) -> Path:
