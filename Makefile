@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PARALIGN := $(VENV)/bin/paralign
-RECIPE ?= recipes/demo.yaml
+# The demo (recipes/demo.yaml) becomes the default once its ~30-minute CPU run is verified end to end.
+RECIPE ?= recipes/tiny.yaml
 ARGS ?=
 NODES ?= 1
 GPUS ?= 1
@@ -38,7 +39,7 @@ bench: setup
 	$(PARALIGN) bench $(ARGS)
 
 slurm: setup
-	$(PARALIGN) slurm --recipe $(RECIPE) --nodes $(NODES) --gpus $(GPUS) --time $(TIME) \
+	$(PARALIGN) slurm --recipe $(RECIPE) --nodes $(NODES) --gpus $(GPUS) $(if $(TIME),--time $(TIME)) \
 		$(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) $(ARGS)
 
 tensorboard: setup

@@ -9,7 +9,7 @@ from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="build the shards a recipe needs (synthetic corpus, teacher "
                                                 "replies); cached, so a second call is instant")
-    add_recipe_arguments(parser, default="recipes/demo.yaml")
+    add_recipe_arguments(parser, default="recipes/tiny.yaml")
     parser.set_defaults(func=run)
 
 

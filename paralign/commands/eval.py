@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "of emotion and style answers, ROUGE and semantic similarity of replies, WER of asr, the linear "
                     "probe, bootstrap intervals, and (eval.judge=local|openai) an LLM judge with its validation. "
                     "Writes eval/generations.jsonl, metrics.json, report.md and PNG plots. Resumable.")
-    add_recipe_arguments(parser, default="recipes/demo.yaml")
+    add_recipe_arguments(parser, default="recipes/tiny.yaml")
     parser.add_argument("--ckpt", required=True, help="checkpoint (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
     parser.add_argument("--run-dir", default=None, help="where eval/ goes (default: the checkpoint's run folder)")
     parser.set_defaults(func=run)

@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build the data the recipe needs (cached), then train. The run folder (run.dir, default "
                     "runs/<name>/<timestamp>) gets config.yaml, env.txt, checkpoints/ and tensorboard/. A run "
                     "folder that holds checkpoints/last.ckpt is resumed (run.resume=never starts afresh).")
-    add_recipe_arguments(parser, default="recipes/demo.yaml")
+    add_recipe_arguments(parser, default="recipes/tiny.yaml")
     parser.set_defaults(func=run)
 
 
