@@ -56,12 +56,12 @@ def _estimate(metrics: dict[str, Any], task: str, name: str) -> dict[str, Any] |
 def comparison_markdown(runs: dict[str, dict[str, Any]]) -> str:
     columns = metric_columns(runs)
     first = next(iter(runs.values()))["test_set"]
+    headers = [f"{t} {m}" + (" (lower better)" if m in LOWER_IS_BETTER else "") for t, m in columns]
     lines = [
         "# Comparison of evaluated runs", "",
         f"All runs share the test set `{first['fingerprint'][:16]}` ({first['n_clips']} clips). "
         "Cells: value [95 % bootstrap CI]; the best value of each column is in bold; '-' = task not evaluated.", "",
-        "| run | " + " | ".join(f"{t} {m}" + (" (lower better)" if m in LOWER_IS_BETTER else "")
-                               for t, m in columns) + " |",
+        "| run | " + " | ".join(headers) + " |",
         "|---" * (len(columns) + 1) + "|",
     ]
     best: dict[tuple[str, str], float] = {}

@@ -78,6 +78,14 @@ def parse_score(text: str | None) -> float | None:
     return None
 
 
+def drop_cut_number(text: str) -> str:
+    """Remove a number at the very end of an answer that hit the token limit: "The score is 9" may be a cut "90".
+
+    Without this a truncated answer would be read as a wrong score instead of being retried.
+    """
+    return re.sub(r"\d+(?:\.\d*)?\s*$", "", text)
+
+
 def judge_prompt(record: dict[str, Any]) -> str:
     """The rubric filled in from one generation record (missing fields are written as 'unknown')."""
     style = record.get("style") or []
@@ -195,7 +203,7 @@ class OpenAIJudge(Judge):
         api_key_env: str | None = "OPENAI_API_KEY",
         *,
         timeout: float = 60.0,
-        max_tokens: int = 16,
+        max_tokens: int = 24,
         http_retries: int = 3,
         **kwargs: Any,
     ):
@@ -237,15 +245,17 @@ class OpenAIJudge(Judge):
                     raise RuntimeError(f"judge endpoint {url} unreachable: {err}") from None
             time.sleep(min(2 ** attempt, 10))
         try:
-            return data["choices"][0]["message"]["content"] or ""
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
             raise RuntimeError(f"judge endpoint {url} returned no choices[0].message.content") from None
+        return drop_cut_number(text) if choice.get("finish_reason") == "length" else text
 
 
 class LocalJudge(Judge):
     """A local transformers causal LM as judge: greedy generation through its chat template."""
 
-    def __init__(self, model, tokenizer, *, name: str | None = None, max_new_tokens: int = 12, **kwargs: Any):
+    def __init__(self, model, tokenizer, *, name: str | None = None, max_new_tokens: int = 24, **kwargs: Any):
         super().__init__(**kwargs)
         if tokenizer.chat_template is None:
             raise ValueError("LocalJudge needs a tokenizer with a chat template")
@@ -267,4 +277,7 @@ class LocalJudge(Judge):
                 input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
                 do_sample=False, pad_token_id=pad_id,
             )
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        new = out[0, ids.shape[1]:]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        hit_limit = len(new) >= self.max_new_tokens and int(new[-1]) != self.tokenizer.eos_token_id
+        return drop_cut_number(text) if hit_limit else text

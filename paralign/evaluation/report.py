@@ -80,13 +80,14 @@ def _breakdown_table(breakdown: dict[str, dict[str, dict[str, Any]]], group_name
 
 
 def _judge_section(judge: dict[str, Any]) -> list[str]:
-    lines = ["## LLM judge", "", f"Judge: `{judge['id']}` (malformed answers retried {judge['retries']} times, "
-             "then counted as unparsed and left out of the mean).", "", "Rubric:", "", "```", judge["rubric"], "```", ""]
+    lines = [
+        "## LLM judge", "",
+        f"Judge: `{judge['id']}` (malformed answers retried {judge['retries']} times, then counted as unparsed "
+        "and left out of the mean).", "",
+        "Rubric:", "", "```", judge["rubric"], "```", "",
+        "### Judge validation", "", VALIDATION_HELP, "",
+    ]
     v = judge.get("validation")
-    lines.append("### Judge validation")
-    lines.append("")
-    lines.append(VALIDATION_HELP)
-    lines.append("")
     if v is None:
         lines.append("Not available: this evaluation has no emotion-task items to validate the judge on.")
         return lines + [""]
@@ -102,6 +103,15 @@ def _judge_section(judge: dict[str, Any]) -> list[str]:
     if v.get("note"):
         lines += ["", f"Note: {v['note']}."]
     return lines + [""]
+
+
+def _validation_line(v: dict[str, Any] | None) -> str:
+    """The judge's agreement with known correctness, in one sentence beside its scores."""
+    if v is None:
+        return "The judge could not be validated (no emotion-task items); read its scores with care."
+    return (f"Judge validation on {v['n']} emotion answers: point-biserial r = {_fmt(v['point_biserial'])}, "
+            f"accuracy at the best threshold {_fmt(v['accuracy_at_threshold'])} "
+            f"(share correct {_fmt(v['share_correct'])}); details under 'LLM judge'.")
 
 
 def _examples(generations: Sequence[dict[str, Any]], task: str, k: int = 3) -> list[str]:
@@ -148,7 +158,7 @@ def render_markdown(metrics: dict[str, Any], generations: Sequence[dict[str, Any
             j = entry["judge"]
             lines += [f"Judge: {j['n_scored']} replies scored, {j['n_unparsed']} unparsed "
                       f"(left out of the mean), {j['n_retried']} needed a retry. "
-                      "See the judge validation below before trusting these scores.", ""]
+                      + _validation_line((metrics.get("judge") or {}).get("validation")), ""]
         if entry.get("per_emotion"):
             lines += ["Per true emotion, mean (n):", ""] + _breakdown_table(entry["per_emotion"], "emotion") + [""]
         if entry.get("per_question_type"):

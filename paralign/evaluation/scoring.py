@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any, Sequence
 
 from datamodules.vocab import EMOTIONS, STYLES

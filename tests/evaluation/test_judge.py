@@ -49,10 +49,11 @@ class FakeChatServer:
                 if self.headers.get("Authorization") != f"Bearer {KEY}":
                     return self._send(401, {"error": {"message": "invalid api key"}})
                 answer = outer.answers[min(len(outer.requests) - 1, len(outer.answers) - 1)]
+                answer, finish = answer if isinstance(answer, tuple) else (answer, "stop")
                 self._send(200, {
                     "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
-                                 "finish_reason": "stop"}],
+                                 "finish_reason": finish}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
                 })
 
@@ -99,6 +100,12 @@ def test_http_judge_speaks_chat_completions_and_retries(api_key):
     assert [m["role"] for m in first["body"]["messages"]] == ["system", "user"]
     assert first["body"]["messages"][1]["content"] == judge_prompt(RECORD)
     assert second["body"]["messages"][1]["content"].endswith(RETRY_REMINDER)
+
+
+def test_http_answer_cut_at_token_limit_is_retried(api_key):
+    with FakeChatServer([("Score: 9", "length"), "Score: 95"]) as srv:
+        (result,) = OpenAIJudge(srv.url, "m", api_key_env=api_key).score([RECORD])
+    assert (result.score, result.attempts) == (95.0, 2)
 
 
 def test_always_malformed_is_unparsed_not_zero(api_key):
@@ -161,11 +168,30 @@ def test_local_judge_random_model_is_counted_unparsed_or_scored():
         assert summarize([result])["n_unparsed"] == 1
 
 
+def _steer(model, tok, tokens):
+    """Make the random model's greedy answer the given tokens, one per generation step, then repeat the last."""
+    ids = [tok.convert_tokens_to_ids(t) for t in tokens]
+    step = {"n": 0}
+
+    def hook(module, inputs, output):
+        bias = torch.zeros(output.shape[-1])
+        bias[ids[min(step["n"], len(ids) - 1)]] = 1e4
+        step["n"] += 1
+        return output + bias
+
+    model.lm_head.register_forward_hook(hook)
+    return step
+
+
 def test_local_judge_generates_through_chat_template(tmp_path):
-    judge, model, tok = _tiny_judge(max_new_tokens=2, cache_path=tmp_path / "c.jsonl")
-    seven = tok.convert_tokens_to_ids("7")
-    bias = torch.zeros(len(tok))
-    bias[seven] = 1e4  # steer the random model so its greedy answer is "77"
-    model.lm_head.register_forward_hook(lambda module, inputs, output: output + bias)
+    judge, model, tok = _tiny_judge(cache_path=tmp_path / "c.jsonl")
+    _steer(model, tok, ["7", "7", tok.eos_token])
     (result,) = judge.score([RECORD])
     assert (result.raw, result.score, result.attempts) == ("77", 77.0, 1)
+
+
+def test_local_judge_does_not_read_a_cut_number():
+    judge, model, tok = _tiny_judge(max_new_tokens=2, retries=1)
+    _steer(model, tok, ["9"])  # "99..." cut at the token limit: "99" could be the start of anything
+    (result,) = judge.score([RECORD])
+    assert result.score is None and result.attempts == 2

@@ -92,5 +92,6 @@ def test_write_report_end_to_end(scored, tmp_path):
     assert "| accuracy | 0.500 [" in text
     assert "| wer (lower is better) | 0.167 [" in text
     assert "| judge | 90.0 [90.0, 90.0] | 4 |" in text
+    assert "Judge validation on 8 emotion answers: point-biserial r = 1.000" in text
     assert "| happy | 1.000 (2) |" in text  # per-emotion accuracy row
     assert "dance: unknown task: 1" in text
