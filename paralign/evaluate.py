@@ -123,7 +123,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = Non
             done.update((r["id"], r["task"]) for r in new)
             if cfg.eval.max_clips and len(clips_seen) >= cfg.eval.max_clips:
                 break
-    judge = build_judge(cfg, model)
+    judge = build_judge(cfg, model, out / "judge_cache.jsonl")
     metrics = compute_metrics(records, judge=judge)
     metrics["probe"] = probe_accuracies(pooled)
     metrics["checkpoint"] = str(ckpt)
@@ -142,7 +142,7 @@ def showcase_records(cfg: DictConfig, model: SpeechLLM) -> list[dict[str, Any]]:
     return records
 
 
-def build_judge(cfg: DictConfig, model: SpeechLLM):
+def build_judge(cfg: DictConfig, model: SpeechLLM, cache_path: Path):
     """The recipe's judge: none, the frozen LLM itself as a local judge, or an OpenAI-compatible endpoint."""
     if cfg.eval.judge == "none":
         return None
@@ -151,5 +151,5 @@ def build_judge(cfg: DictConfig, model: SpeechLLM):
     if cfg.eval.judge == "openai":
         if not (cfg.eval.judge_base_url and cfg.eval.judge_model):
             raise ValueError("eval.judge=openai needs eval.judge_base_url and eval.judge_model")
-        return OpenAIJudge(cfg.eval.judge_base_url, cfg.eval.judge_model)
-    return LocalJudge(model.llm.model, model.llm.prompter.tokenizer)
+        return OpenAIJudge(cfg.eval.judge_base_url, cfg.eval.judge_model, cache_path=cache_path)
+    return LocalJudge(model.llm.model, model.llm.prompter.tokenizer, cache_path=cache_path)
