@@ -20,7 +20,7 @@ from lightning_modules.frozen_llm import FrozenLLM
 from lightning_modules.llm_loading import load_causal_lm
 from lightning_modules.losses import kl_full, kl_topk, per_row_mean, token_ce
 from lightning_modules.prompts import ChatPrompter
-from lightning_modules.tasks import build_tasks
+from lightning_modules.tasks import Task, build_tasks, describe_speech
 
 FROZEN_PREFIX = "llm."
 LABEL_SETS = {"emotion": EMOTIONS, "style": STYLES}
@@ -30,6 +30,20 @@ def load_frozen_llm(cfg: DictConfig) -> FrozenLLM:
     model, tokenizer = load_causal_lm(cfg.llm.name, dtype=cfg.llm.dtype, trust_remote_code=cfg.llm.trust_remote_code,
                                       cache_dir=cfg.llm.cache_dir, tiny=OmegaConf.to_container(cfg.llm.tiny))
     return FrozenLLM(model, ChatPrompter(tokenizer, cfg.llm.system_prompt), model_id=cfg.llm.name)
+
+
+def check_teacher_alignment(tasks: dict[str, Task], prompter: ChatPrompter) -> None:
+    """At start-up: every template whose targets come from a teacher pass over words must tokenise the words
+    in the speech slot exactly where the student's speech goes; otherwise distillation is silently wrong."""
+    sample = describe_speech({"transcript": "I didn't expect to see you here.", "emotion": "surprised",
+                              "style": ["fast"]}, conditioned=True)
+    for task in tasks.values():
+        if task.target == "teacher" or task.kl_source == "online" and "kl" in task.loss:
+            for template in task.instructions:
+                try:
+                    prompter.check_alignment(template, sample)
+                except ValueError as err:
+                    raise ValueError(f"tasks.{task.name}: {err}") from None
 
 
 class SpeechLLM(pl.LightningModule):
@@ -42,6 +56,7 @@ class SpeechLLM(pl.LightningModule):
         self.adapter = build_adapter(cfg.adapter, self.encoder.output_dim, self.llm.hidden_size,
                                      self.encoder.frame_rate)
         self.tasks = build_tasks(cfg.tasks)
+        check_teacher_alignment(self.tasks, self.llm.prompter)
         self.classifiers = nn.ModuleDict({
             kind: nn.Linear(self.llm.hidden_size, len(LABEL_SETS[kind]))
             for kind in (cfg.classifier.labels if cfg.classifier.enabled else [])
