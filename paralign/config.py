@@ -20,6 +20,7 @@ class RunConfig:
     root: str = "runs"
     dir: Optional[str] = None  # default: <root>/<recipe name>/<timestamp>
     resume: str = "auto"  # auto: continue from <dir>/checkpoints/last.ckpt when it exists; never: start afresh
+    log_sample_keys: bool = False  # append each batch's sample keys to <dir>/sample_keys/rank<R>.jsonl (debugging)
 
 
 @dataclass

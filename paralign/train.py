@@ -14,7 +14,9 @@ from omegaconf import DictConfig
 from callbacks.data_health import SkippedSamples
 from callbacks.generations import ValidationGenerations
 from callbacks.linear_probe import LinearProbe
+from callbacks.preemption import PreemptionCheckpoint
 from callbacks.run_snapshot import RunSnapshot
+from callbacks.sample_keys import SampleKeyLog
 from callbacks.throughput import Throughput
 from datamodules.datamodule import ShardDataModule
 from lightning_modules.examples import ExampleBuilder, collate
@@ -62,7 +64,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
         ValidationGenerations(batches=cfg.generation.val_batches, samples=cfg.generation.log_samples),
         LinearProbe(),
         TQDMProgressBar(refresh_rate=1),
+        PreemptionCheckpoint(),  # SIGUSR1 / SIGTERM / max_time: checkpoint at the step's end (and requeue on SLURM)
     ]
+    if cfg.run.log_sample_keys:
+        callbacks.append(SampleKeyLog(run_dir / "sample_keys"))
     return pl.Trainer(
         default_root_dir=run_dir, max_steps=t.max_steps, max_time=t.max_time, accelerator=t.accelerator,
         devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,

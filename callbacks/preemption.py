@@ -1,0 +1,96 @@
+"""Preemption-safe stops: on SIGUSR1 or SIGTERM, or when ``trainer.max_time`` runs out, checkpoint at the end of the
+current training step; on SIGUSR1 under SLURM, also requeue the job.
+
+Why not Lightning's own SLURM handler: it saves inside the signal handler, that is anywhere in a step (the loader
+may already count a batch whose update the optimizer has not made yet, so the resumed run would skip that batch)
+and, under DDP, at a different point on each rank, while the save is a collective. Here the handler only raises a
+flag. At the end of each step the ranks agree (one flagged rank is enough), save ``<run>/hpc_ckpt_<n>.ckpt``
+(paralign.train resumes from the newest of it and ``last.ckpt``), and stop; on SIGUSR1 rank 0 then runs
+``scontrol requeue``, and the requeued job resumes from that checkpoint. SIGTERM (preemption, scancel, the time limit)
+saves and stops without requeueing: SLURM requeues a preempted job itself, and a cancelled job must stay cancelled.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Timer
+
+log = logging.getLogger(__name__)
+
+_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+class PreemptionCheckpoint(pl.Callback):
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Before Lightning installs its handlers (Trainer._run): it then leaves SIGUSR1 alone (a handler is already
+        # there) and calls this SIGTERM handler after its own, which makes the loop stop after the step.
+        for signum in _SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.received != signal.SIGUSR1:  # a SIGTERM that follows our own requeue must not cancel it
+            self.received = signal.Signals(signum)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        time_up = any(isinstance(c, Timer) and _ran_out(c) for c in trainer.callbacks)
+        # One small collective per step, so that every rank saves at the same step (the save is a collective too).
+        if not trainer.strategy.reduce_boolean_decision(self.received is not None or time_up, all=False):
+            return
+        reason = self.received.name if self.received is not None else "max_time"
+        path = _next_hpc_path(Path(trainer.default_root_dir))
+        trainer.save_checkpoint(path)
+        message = f"{reason} at step {trainer.global_step}: saved {path}"
+        if trainer.is_global_zero:
+            _remove_older(path)
+            if self.received == signal.SIGUSR1 and os.environ.get("SLURM_JOB_ID"):
+                message += "; " + _requeue()
+            log.info(message)
+        trainer.should_stop = True
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+def _ran_out(timer: Timer) -> bool:
+    remaining = timer.time_remaining("train")
+    return remaining is not None and remaining <= 0
+
+
+def _next_hpc_path(folder: Path) -> Path:
+    names = (re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name) for p in folder.glob("hpc_ckpt_*.ckpt"))
+    numbers = [int(match.group(1)) for match in names if match]
+    return folder / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
+
+
+def _remove_older(kept: Path) -> None:
+    """Earlier preemption checkpoints: the new one supersedes them (last.ckpt stays as ModelCheckpoint keeps it)."""
+    for path in kept.parent.glob("hpc_ckpt_*.ckpt"):
+        if path != kept:
+            path.unlink(missing_ok=True)
+
+
+def _requeue() -> str:
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"could not requeue job {job}: {error}"
+    if done.returncode != 0:
+        return f"scontrol requeue {job} failed ({done.returncode}): {done.stderr.strip()}"
+    return f"requeued job {job}"

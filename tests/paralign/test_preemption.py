@@ -1,0 +1,83 @@
+"""PreemptionCheckpoint: a signal (or max_time) checkpoints at the end of the running step, then training stops;
+SIGUSR1 under SLURM also requeues the job. A tiny Lightning model that signals itself in the middle of a step."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from callbacks.preemption import PreemptionCheckpoint
+
+
+class SignalsItself(pl.LightningModule):
+    def __init__(self, signum: int | None = None, at_step: int = 3, step_seconds: float = 0.0) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.signum, self.at_step, self.step_seconds = signum, at_step, step_seconds
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if self.signum is not None and self.global_step == self.at_step:
+            os.kill(os.getpid(), self.signum)  # arrives in the middle of the step
+        time.sleep(self.step_seconds)
+        return self.layer(batch).pow(2).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=0.01)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(torch.randn(64, 4), batch_size=2)
+
+
+def fit(root, model: SignalsItself, **trainer_args) -> pl.Trainer:
+    trainer = pl.Trainer(default_root_dir=root, max_steps=20, accelerator="cpu", logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         callbacks=[PreemptionCheckpoint()], **trainer_args)
+    trainer.fit(model)
+    return trainer
+
+
+def saved_step(path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+
+
+def test_sigusr1_saves_at_the_end_of_the_step_and_stops(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    previous = signal.getsignal(signal.SIGUSR1)
+    trainer = fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=3))
+    assert trainer.global_step == 4  # the step that got the signal was finished, no other began
+    assert [p.name for p in tmp_path.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_1.ckpt"]
+    assert saved_step(tmp_path / "hpc_ckpt_1.ckpt") == 4
+    assert signal.getsignal(signal.SIGUSR1) == previous  # handlers restored after fit
+
+
+def test_sigusr1_under_slurm_requeues_the_job(tmp_path, monkeypatch):
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "bin" / "scontrol"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"an older preemption checkpoint")
+    fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=2))
+    assert calls.read_text() == "requeue 4242\n"
+    assert [p.name for p in tmp_path.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_2.ckpt"]  # the older one is replaced
+    assert saved_step(tmp_path / "hpc_ckpt_2.ckpt") == 3
+
+
+def test_sigterm_saves_then_lightning_stops(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(SIGTERMException):
+        fit(tmp_path, SignalsItself(signal.SIGTERM, at_step=1))
+    assert saved_step(tmp_path / "hpc_ckpt_1.ckpt") == 2
+
+
+def test_max_time_saves_where_training_stops(tmp_path):
+    trainer = fit(tmp_path, SignalsItself(step_seconds=0.2), max_time={"seconds": 1})
+    assert 0 < trainer.global_step < 20
+    assert saved_step(tmp_path / "hpc_ckpt_1.ckpt") == trainer.global_step
