@@ -28,6 +28,7 @@ from transformers import GenerationConfig
 from datamodules.shard_writer import rewrite_shards, shard_files
 from datamodules.tar_samples import iter_tar_samples
 from lightning_modules.frozen_llm import IGNORE_INDEX, FrozenLLM
+from lightning_modules.metadata import with_metadata
 from lightning_modules.tasks import DEFAULT_INSTRUCTIONS, describe_speech
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def teacher_templates(cfg: DictConfig) -> dict[str, str]:
         if "{question}" in template:
             raise ValueError(f"teacher.tasks: task {task!r} asks generated questions; its targets come from "
                              "`paralign qa-generate`, not from the teacher")
-        templates[task] = template
+        templates[task] = with_metadata(template, "")  # the teacher gets labels in words, not a metadata slot
     for variant in cfg.teacher.variants:
         if variant not in VARIANTS:
             raise ValueError(f"teacher.variants: unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
@@ -202,7 +203,7 @@ def _ends_cleanly(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def _append_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
+def append_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
     clean = _ends_cleanly(path)
     with open(path, "a", encoding="utf-8") as f:
         if not clean:  # a line cut by an interrupted write must not swallow the next one
@@ -264,7 +265,7 @@ def _generate_missing(llm: FrozenLLM, plan: _Plan, cache: dict[str, dict[str, An
                                   [llm.prompter.reply_ids(replies[j]) for j in kept], t.topk)
                 for j, tk in zip(kept, topk):
                     new[hashes[j]]["topk"] = tk
-            _append_cache(cache_path, new)
+            append_cache(cache_path, new)
             cache.update(new)
             summary.generated += len(hashes)
             bar.update(len(hashes))

@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 from datamodules.batching import pad_features
+from lightning_modules.metadata import metadata_text, with_metadata
 from lightning_modules.prompts import ChatPrompter
 from lightning_modules.tasks import Task, describe_speech, sample_tasks
 
@@ -40,12 +41,15 @@ class ExampleBuilder:
         template = rng.choice(task.instructions)
         if qa is not None:
             template = template.replace("{question}", qa["question"])
+        if task.metadata is not None:
+            template = with_metadata(template, metadata_text(meta, task.metadata))
         parts = self.prompter.prompt_parts(template)
         target_text = task.target_text(meta, teacher, qa)
         example = {
             "key": clip["key"], "features": clip["features"], "duration": clip["duration"], "meta": meta,
             "task": task.name, "template": template, "prefix": parts.prefix, "suffix": parts.suffix,
             "target": self.prompter.reply_ids(target_text, task.max_target_tokens), "target_text": target_text,
+            "question_type": qa.get("type") if qa is not None else None,
         }
         if "kl" in task.loss:
             if task.kl_source == "online":

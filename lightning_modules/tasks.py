@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import random
 
 from datamodules.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE
+from lightning_modules.metadata import SLOT as METADATA_SLOT
+from lightning_modules.metadata import MetadataSpec
 
 DEFAULT_INSTRUCTIONS: dict[str, list[str]] = {
     # The response task has no instruction: the LLM answers what was said, as it would a typed message.
@@ -70,7 +72,7 @@ class Task:
     kl_temperature: float = 1.0
     kl_source: str = "cached"
     max_target_tokens: int = 64
-    metadata: bool = False
+    metadata: MetadataSpec | None = None  # method 2 (explicit): metadata shown next to the speech
     label_kind: str | None = field(default=None)  # which label the task asks about (for answer accuracy)
 
     def weight_at(self, step: int) -> float:
@@ -110,12 +112,18 @@ def build_tasks(cfg_tasks) -> dict[str, Task]:
         target = tc.target or DEFAULT_TARGET[name]
         if target == "label" and name not in ("emotion", "style"):
             raise ValueError(f"tasks.{name}.target=label: only emotion and style have label targets")
+        instructions = list(tc.instructions) or DEFAULT_INSTRUCTIONS[name]
+        md = tc.metadata
+        if not md.enabled and any(METADATA_SLOT in t for t in instructions):
+            raise ValueError(f"tasks.{name}.instructions use {METADATA_SLOT} but tasks.{name}.metadata.enabled "
+                             "is false")
         tasks[name] = Task(
-            name=name, instructions=list(tc.instructions) or DEFAULT_INSTRUCTIONS[name], target=target,
+            name=name, instructions=instructions, target=target,
             weight=tc.weight, share=tc.share, start_step=tc.start_step, ramp_steps=tc.ramp_steps,
             teacher_variant=tc.teacher_variant, loss=tc.loss, kl_weight=tc.kl_weight,
             kl_temperature=tc.kl_temperature, kl_source=tc.kl_source, max_target_tokens=tc.max_target_tokens,
-            metadata=tc.metadata, label_kind=name if name in ("emotion", "style") else None,
+            metadata=MetadataSpec(md.source, tuple(md.fields), md.segments) if md.enabled else None,
+            label_kind=name if name in ("emotion", "style") else None,
         )
     if not tasks:
         raise ValueError("the recipe enables no task")

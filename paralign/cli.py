@@ -8,7 +8,7 @@ import sys
 
 COMMANDS = (
     "train", "data", "import_corpus", "shards", "synth", "teacher", "eval", "eval_compare", "infer", "qa_generate",
-    "bench", "slurm",
+    "qa_bench", "predict_labels", "bench", "slurm",
 )
 
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 TASK_NAMES = ("response", "emotion", "style", "asr", "qa")
+METADATA_FIELDS = ("emotion", "valence", "arousal", "dominance", "style", "gender")
 
 
 @dataclass
@@ -66,6 +67,17 @@ class AdapterConfig:
 
 
 @dataclass
+class MetadataConfig:
+    """Method 2 (explicit): paralinguistic metadata written into the user turn next to the speech, e.g.
+    ``[emotion: sad; valence 1.8, arousal 2.1, dominance 2.4]``, at training and at inference."""
+
+    enabled: bool = False
+    source: str = "labels"  # labels (the clip's own) | predicted (`paralign predict-labels` wrote them in the shards)
+    fields: List[str] = field(default_factory=lambda: ["emotion", "valence", "arousal", "dominance"])
+    segments: bool = False  # time-stamped per-segment metadata where the source has segments (long clips)
+
+
+@dataclass
 class TaskConfig:
     enabled: bool = True
     weight: float = 1.0
@@ -80,7 +92,7 @@ class TaskConfig:
     kl_temperature: float = 1.0
     kl_source: str = "cached"  # cached (top-k in the shards) | online (a teacher pass of the frozen LLM every step)
     max_target_tokens: int = 64
-    metadata: bool = False  # method 2 (explicit): write paralinguistic metadata next to the speech
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)  # method 2 (explicit)
 
 
 @dataclass
@@ -123,6 +135,26 @@ class TeacherConfig:
     batch_size: int = 32
     do_sample: bool = False
     topk: int = 0  # >0: also store top-k token ids + log-probs per reply position (for KL)
+
+
+@dataclass
+class QAGenerationConfig:
+    """Method 2 (implicit): `paralign qa-generate` settings; with ``from_dir`` set, `paralign data` makes
+    ``data.dir`` from the shards there (QA pairs added as ``<key>.qa.json``)."""
+
+    from_dir: Optional[str] = None
+    model: str = "smollm2-135m"  # a local LLM name as llm.name takes (tiny | smollm2-135m | path | hub id) ...
+    base_url: Optional[str] = None  # ... or an OpenAI-compatible endpoint (then `model` is the served model's id)
+    api_key_env: Optional[str] = "OPENAI_API_KEY"
+    prompt_version: str = "v1"  # prompts/qa_generate_<version>.txt
+    pairs: int = 4  # pairs asked for per clip
+    max_new_tokens: int = 320
+    batch_size: int = 16
+    max_question_words: int = 30
+    max_answer_words: int = 60
+    forbid_label_in_question: bool = True  # reject questions that name the clip's emotion label verbatim
+    splits: List[str] = field(default_factory=lambda: ["train", "val", "test"])
+    seed: int = 0
 
 
 @dataclass
@@ -188,6 +220,7 @@ class Recipe:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    qa_generation: QAGenerationConfig = field(default_factory=QAGenerationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -231,6 +264,11 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
         choices[f"tasks.{name}.kl_source"] = ("cached", "online")
         choices[f"tasks.{name}.teacher_variant"] = ("conditioned", "plain")
         choices[f"tasks.{name}.target"] = ("", "teacher", "label", "transcript", "qa")
+        choices[f"tasks.{name}.metadata.source"] = ("labels", "predicted")
+        for i, value in enumerate(task.metadata.fields):
+            if value not in METADATA_FIELDS:
+                raise RecipeError(f"{origin}: tasks.{name}.metadata.fields[{i}]={value!r} is not one of "
+                                  f"{', '.join(METADATA_FIELDS)}")
     for key, allowed in choices.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:

@@ -11,17 +11,23 @@ SPLITS = ("train", "val", "test")
 def prepare_data(cfg: DictConfig) -> None:
     """Make the corpus the recipe's ``data.source`` names; a second call finds it and does nothing."""
     d = cfg.data
+    # Method 2 (implicit): the corpus is built in qa_generation.from_dir, and data.dir gets its shards with QA pairs.
+    base = cfg.qa_generation.from_dir or d.dir
     if d.source == "tiny":
         from datamodules.tiny_corpus import build_tiny_corpus
 
-        build_tiny_corpus(d.dir, seed=d.seed)
+        build_tiny_corpus(base, seed=d.seed)
     elif d.source == "synth":
         from datamodules.synth import build_synth_shards
         from datamodules.teacher import generate_teacher_replies
 
-        build_synth_shards(d.dir, clips=d.synth.clips, seed=d.synth.seed, workers=max(1, d.num_workers))
+        build_synth_shards(base, clips=d.synth.clips, seed=d.synth.seed, workers=max(1, d.num_workers))
         if needs_teacher(cfg):
-            generate_teacher_replies(cfg, d.dir)
+            generate_teacher_replies(cfg, base)
+    if cfg.qa_generation.from_dir and not (Path(d.dir) / "qa_summary.json").exists():
+        from datamodules.qa_generate import generate_qa
+
+        generate_qa(cfg.qa_generation, base, d.dir)
 
 
 def needs_teacher(cfg: DictConfig) -> bool:

@@ -59,6 +59,7 @@ def generation_records(model: SpeechLLM, batch: dict[str, Any]) -> list[dict[str
             "id": batch["keys"][i], "task": batch["task"][i], "prompt": batch["template"][i], "reply": reply,
             "reference": batch["target_text"][i], "emotion": meta.get("emotion"), "style": meta.get("style") or [],
             "transcript": meta.get("transcript"), "speaker": meta.get("speaker"),
+            "question_type": (batch.get("question_type") or [None] * len(replies))[i],
         })
     return records
 

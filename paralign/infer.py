@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from datamodules.audio import audio_problem, load_audio
 from datamodules.batching import pad_features
 from datamodules.features import LogMel
+from lightning_modules.metadata import MetadataSpec, metadata_text, with_metadata
 from lightning_modules.speech_llm import SpeechLLM
 from lightning_modules.tasks import DEFAULT_INSTRUCTIONS
 from paralign.evaluate import load_trained
@@ -38,7 +39,7 @@ def user_template(task: str | None, prompt: str | None) -> str:
     return DEFAULT_INSTRUCTIONS[task][0]
 
 
-def load_clip(path: str | Path, sample_rate: int) -> torch.Tensor:
+def load_wave(path: str | Path, sample_rate: int):
     try:
         wave, sr = load_audio(str(path), sample_rate)
     except Exception as err:  # soundfile raises several types for unreadable files
@@ -46,14 +47,42 @@ def load_clip(path: str | Path, sample_rate: int) -> torch.Tensor:
     problem = audio_problem(wave, sr, min_s=0.1, max_s=60.0)
     if problem:
         raise InferenceError(f"{path}: {problem.replace('_', ' ')}")
-    return LogMel(sample_rate=sample_rate)(wave)
+    return wave
 
 
-def infer(model: SpeechLLM, cfg: DictConfig, audio: list[str], template: str, **generation) -> list[str]:
-    """One reply per audio file, generated in one batch."""
-    parts = model.llm.prompter.prompt_parts(template)
-    examples = [{"key": str(i), "features": load_clip(a, cfg.data.sample_rate), "prefix": parts.prefix,
-                 "suffix": parts.suffix} for i, a in enumerate(audio)]
+def load_clip(path: str | Path, sample_rate: int) -> torch.Tensor:
+    return LogMel(sample_rate=sample_rate)(load_wave(path, sample_rate))
+
+
+def predicted_metadata(model: SpeechLLM, cfg: DictConfig, audio: list[str], spec: MetadataSpec) -> list[str]:
+    """Method 2 (explicit) on a user's recording, which has no labels: the metadata the model's own emotion
+    classifier head predicts (dimensional scores where the recipe's train shards give emotion centroids)."""
+    from datamodules.label_prediction import LabelPredictor, emotion_centroids
+    from datamodules.shard_writer import shard_files
+
+    if "emotion" not in model.classifiers:
+        raise InferenceError("this model was trained with metadata in its prompt but has no emotion classifier "
+                             "head to predict it: give --metadata '[emotion: ...; valence ..., ...]'")
+    shards = shard_files(cfg.data.dir, "train") if Path(cfg.data.dir).is_dir() else []
+    predictor = LabelPredictor(model, emotion_centroids(shards) if shards else {}, model_id="own head")
+    texts = []
+    for path in audio:
+        wave = torch.from_numpy(load_wave(path, cfg.data.sample_rate))
+        texts.append(metadata_text({"extra": {"predicted": predictor.predict(wave)}},
+                                   MetadataSpec("predicted", spec.fields)))
+    return texts
+
+
+def infer(model: SpeechLLM, cfg: DictConfig, audio: list[str], template: str, metadata: list[str] | None = None,
+          **generation) -> list[str]:
+    """One reply per audio file, generated in one batch; ``metadata``: one text per file shown next to the
+    speech (method 2, explicit)."""
+    templates = [with_metadata(template, m) for m in metadata] if metadata else [template] * len(audio)
+    examples = []
+    for i, (path, user_turn) in enumerate(zip(audio, templates)):
+        parts = model.llm.prompter.prompt_parts(user_turn)
+        examples.append({"key": str(i), "features": load_clip(path, cfg.data.sample_rate), "prefix": parts.prefix,
+                         "suffix": parts.suffix})
     batch = pad_features(examples)
     return model.generate(batch, **generation)
 

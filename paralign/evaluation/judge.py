@@ -11,16 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from tqdm import tqdm
+
+from paralign.evaluation.chat_api import chat_completion, check_api_key
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +206,7 @@ class OpenAIJudge(Judge):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if api_key_env is not None and not os.environ.get(api_key_env):
-            raise ValueError(f"the judge's API key variable {api_key_env} is not set in the environment")
+        check_api_key(api_key_env, "judge")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -219,37 +216,11 @@ class OpenAIJudge(Judge):
         self.judge_id = f"openai:{self.base_url}:{model}"
 
     def complete(self, prompt: str) -> str:
-        body = json.dumps({
-            "model": self.model,
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": self.max_tokens,
-        }).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key_env is not None:
-            headers["Authorization"] = f"Bearer {os.environ.get(self.api_key_env, '')}"
-        url = f"{self.base_url}/chat/completions"
-        for attempt in range(self.http_retries + 1):
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    data = json.loads(response.read().decode("utf-8"))
-                break
-            except urllib.error.HTTPError as err:
-                # Client errors (bad key, unknown model) do not get better by asking again.
-                if err.code < 500 or attempt == self.http_retries:
-                    detail = err.read().decode("utf-8", "replace")[:200]
-                    raise RuntimeError(f"judge endpoint {url} answered HTTP {err.code}: {detail}") from None
-            except (urllib.error.URLError, TimeoutError) as err:
-                if attempt == self.http_retries:
-                    raise RuntimeError(f"judge endpoint {url} unreachable: {err}") from None
-            time.sleep(min(2 ** attempt, 10))
-        try:
-            choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise RuntimeError(f"judge endpoint {url} returned no choices[0].message.content") from None
-        return drop_cut_number(text) if choice.get("finish_reason") == "length" else text
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        text, finish = chat_completion(self.base_url, self.model, messages, api_key_env=self.api_key_env,
+                                       max_tokens=self.max_tokens, timeout=self.timeout,
+                                       http_retries=self.http_retries, who="judge")
+        return drop_cut_number(text) if finish == "length" else text
 
 
 class LocalJudge(Judge):

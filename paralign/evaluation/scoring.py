@@ -87,6 +87,9 @@ def _text_task(items: list[dict], embedder, judge: Judge | None, n_boot: int, se
         out["per_question_type"] = {
             name: M.group_means(values, [g.get("question_type") for g in items]) for name, values in per_item.items()
         }
+        if "judge" in out["per_emotion"]:  # method 2's benchmark: the judge score per question type
+            out["per_question_type"]["judge"] = M.group_means([s for s, _ in scored],
+                                                              [g.get("question_type") for _, g in scored])
     return out
 
 
