@@ -32,13 +32,14 @@ def test_predicted_source_and_time_stamped_segments():
     whole = MetadataSpec(source="predicted")
     assert metadata_text(meta, whole) == "[emotion: angry; valence 2.0, arousal 4.2, dominance 3.9]"
     seg = MetadataSpec(source="predicted", fields=("emotion", "valence"), segments=True)
-    assert metadata_text(meta, seg) == "[0.0-4.0 s: emotion: neutral; valence 3.0]\n[4.0-6.3 s: emotion: angry; valence 1.9]"
+    assert metadata_text(meta, seg) == ("[0.0-4.0 s: emotion: neutral; valence 3.0]\n"
+                                        "[4.0-6.3 s: emotion: angry; valence 1.9]")
     with pytest.raises(MissingMetadata, match="c1.*predict-labels"):
         metadata_text(META, whole)
 
 
 def test_placement_in_templates():
-    assert with_metadata("{speech}\nHow do they feel?", "[emotion: sad]") == "{speech}\n[emotion: sad]\nHow do they feel?"
+    assert with_metadata("{speech}\nHow?", "[emotion: sad]") == "{speech}\n[emotion: sad]\nHow?"
     assert with_metadata("Listen: {speech} {metadata}\nQ?", "[x]") == "Listen: {speech} [x]\nQ?"
     assert with_metadata("{speech}\n{metadata}\nQ?", "") == "{speech}\nQ?"
     assert with_metadata("{speech}", "") == "{speech}"
