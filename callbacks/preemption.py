@@ -5,9 +5,11 @@ Why not Lightning's own SLURM handler: it saves inside the signal handler, that 
 may already count a batch whose update the optimizer has not made yet, so the resumed run would skip that batch)
 and, under DDP, at a different point on each rank, while the save is a collective. Here the handler only raises a
 flag. At the end of each step the ranks agree (one flagged rank is enough), save ``<run>/hpc_ckpt_<n>.ckpt``
-(paralign.train resumes from the newest of it and ``last.ckpt``), and stop; on SIGUSR1 rank 0 then runs
-``scontrol requeue``, and the requeued job resumes from that checkpoint. SIGTERM (preemption, scancel, the time limit)
-saves and stops without requeueing: SLURM requeues a preempted job itself, and a cancelled job must stay cancelled.
+(paralign.train resumes from the newest of it and ``last.ckpt``), and stop; on SIGUSR1 rank 0 runs
+``scontrol requeue`` once training has wound down and the signal handlers are restored (the SIGTERM with which SLURM
+then ends the job finds nothing left to do), and the requeued job resumes from that checkpoint. SIGTERM (preemption,
+scancel, the time limit) saves and stops without requeueing: SLURM requeues a preempted job itself, and a cancelled
+job must stay cancelled.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class PreemptionCheckpoint(pl.Callback):
     def __init__(self) -> None:
         self.received: signal.Signals | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        self._requeue = False
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Before Lightning installs its handlers (Trainer._run): it then leaves SIGUSR1 alone (a handler is already
@@ -52,18 +55,25 @@ class PreemptionCheckpoint(pl.Callback):
         reason = self.received.name if self.received is not None else "max_time"
         path = _next_hpc_path(Path(trainer.default_root_dir))
         trainer.save_checkpoint(path)
-        message = f"{reason} at step {trainer.global_step}: saved {path}"
         if trainer.is_global_zero:
             _remove_older(path)
-            if self.received == signal.SIGUSR1 and os.environ.get("SLURM_JOB_ID"):
-                message += "; " + _requeue()
-            log.info(message)
+            log.info(f"{reason} at step {trainer.global_step}: saved {path}")
+        self._requeue = self.received == signal.SIGUSR1 and bool(os.environ.get("SLURM_JOB_ID"))
         trainer.should_stop = True
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        self._requeue_once(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._requeue_once(trainer)  # the checkpoint is saved: the job must come back even if the wind-down failed
+
+    def _requeue_once(self, trainer: pl.Trainer) -> None:
+        if self._requeue and trainer.is_global_zero:
+            log.info(_requeue())
+        self._requeue = False
 
 
 def _ran_out(timer: Timer) -> bool:

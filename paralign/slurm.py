@@ -1,8 +1,8 @@
 """Render the sbatch script of a training run from `slurm/sbatch.tmpl` and submit it.
 
 The script launches `paralign train` under `srun`, one task per GPU, asks SLURM for SIGUSR1 some time before the
-time limit and allows requeueing: Lightning's SLURM environment then checkpoints and requeues the job, and the
-requeued job resumes in the same run folder, which is fixed when the script is rendered.
+time limit and allows requeueing: callbacks/preemption.py then checkpoints at the end of the step and requeues the
+job, and the requeued job resumes in the same run folder, which is fixed when the script is rendered.
 """
 from __future__ import annotations
 

@@ -12,9 +12,12 @@
 # munge key (/etc/munge/munge.key, created by the munge package).
 # Must run as root: slurmd launches jobs as their owner, and munged is started as the munge user.
 # Ports: SLURM_LOCAL_CTLD_PORT (default 6817) and SLURM_LOCAL_SLURMD_PORT (default 6818).
+# Exit status 3: slurm-wlm / munge are missing and cannot be installed here (tests skip on it; any other failure is
+# an error).
 set -euo pipefail
 
 die() { echo "local_cluster.sh: $*" >&2; exit 1; }
+cannot_install() { echo "local_cluster.sh: $*" >&2; exit 3; }
 
 usage() {
     sed -n '3,6p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -36,12 +39,12 @@ install_if_missing() {
         && command -v sbatch >/dev/null; then
         return
     fi
-    command -v apt-get >/dev/null \
-        || die "slurm-wlm and munge are not installed and there is no apt-get to install them; install them by hand"
+    command -v apt-get >/dev/null || cannot_install \
+        "slurm-wlm and munge are not installed and there is no apt-get to install them; install them by hand"
     echo "installing slurm-wlm and munge with apt-get (about 20 s) ..."
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >"$dir/apt-install.log" 2>&1 \
-        || die "apt-get install slurm-wlm munge failed; see $dir/apt-install.log"
+    apt-get update -qq >"$dir/apt-install.log" 2>&1 || cannot_install "apt-get update failed; see $dir/apt-install.log"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >>"$dir/apt-install.log" 2>&1 \
+        || cannot_install "apt-get install slurm-wlm munge failed; see $dir/apt-install.log"
 }
 
 ensure_munge_key() {
