@@ -26,15 +26,19 @@ def kl_topk(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs:
             temperature: float = 1.0) -> torch.Tensor:
     """Per-position KL [N] against a teacher known only by its top-k tokens (renormalised over those k).
 
-    The student's log-probabilities are over the full vocabulary, gathered at the teacher's k tokens.
+    The student's log-probabilities are over the full vocabulary, gathered at the teacher's k tokens: only the
+    [N] log-normaliser is needed over the vocabulary, so no [N, V] log-softmax is built (or kept for backward).
     """
     t = temperature
-    log_q = F.log_softmax(student_logits / t, dim=-1).gather(-1, topk_ids)
+    scaled = student_logits if t == 1 else student_logits / t
+    log_q = scaled.gather(-1, topk_ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)
     log_p = F.log_softmax(topk_logprobs.float() / t, dim=-1)
     return (log_p.exp() * (log_p - log_q)).sum(-1) * t * t
 
 
 def per_row_mean(values: torch.Tensor, rows: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over the positions whose row is in ``select`` (bool per row); 0 if none."""
+    """Mean of ``values`` over the positions whose row is in ``select`` (bool per row); 0 if none.
+
+    Without a data-dependent branch or boolean indexing, so it never waits for the GPU (no host sync)."""
     mask = select[rows]
-    return values[mask].mean() if mask.any() else values.sum() * 0.0
+    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp(min=1)

@@ -90,9 +90,9 @@ class SpeechLLM(pl.LightningModule):
         total = speech.new_zeros(())
         logs: dict[str, torch.Tensor] = {}
         for name, task in self.tasks.items():
-            select = torch.tensor([t == name for t in task_of_row], device=ce.device)
-            if not select.any():
+            if name not in task_of_row:  # decided on the host: no GPU sync per task
                 continue
+            select = torch.tensor([t == name for t in task_of_row], device=ce.device)
             loss = per_row_mean(ce, rows, select) if "ce" in task.loss else ce.new_zeros(())
             if "kl" in task.loss:
                 kl = self._kl(batch, task, logits, rows, select)

@@ -25,14 +25,17 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from datamodules.teacher import reply_topk
 from lightning_modules.examples import ExampleBuilder, collate
 from lightning_modules.frozen_llm import FrozenLLM
 from lightning_modules.speech_llm import SpeechLLM, load_frozen_llm
+from lightning_modules.tasks import build_tasks, describe_speech
 
 N_MELS = 80
 FRAMES_PER_SECOND = 100
 REPLY = "I can hear that you sound {emotion} as you say: {text}. Thank you for telling me how you feel today."
 EMOTIONS = ("neutral", "happy", "sad", "angry")
+DEFAULT_TOPK = 8  # teacher top-k for the cached KL side when the recipe stores none (teacher.topk: 0)
 
 
 def _sync() -> None:
@@ -61,6 +64,42 @@ def synthetic_clips(count: int, seconds: float, seed: int = 0) -> list[dict]:
                       "meta": {"transcript": text, "emotion": emotion, "style": ["default"]},
                       "teacher": {"response": {"conditioned": {"reply": reply}, "plain": {"reply": reply}}}})
     return clips
+
+
+@torch.no_grad()
+def add_teacher_topk(llm: FrozenLLM, clips: list[dict], template: str, k: int) -> None:
+    """Store in each clip's conditioned response entry the teacher's top-k (ids, log-probs) per reply token, from
+    one pass of the frozen LLM over the text prompt, exactly as ``paralign teacher`` caches them in the shards."""
+    prompts = [llm.prompter.text_prompt_ids(template, describe_speech(c["meta"], True)) for c in clips]
+    entries = [c["teacher"]["response"]["conditioned"] for c in clips]
+    targets = [llm.prompter.reply_ids(e["reply"]) for e in entries]
+    for entry, topk in zip(entries, reply_topk(llm, prompts, targets, k)):
+        entry["topk"] = topk
+
+
+def interleaved_timings(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, ``repeats`` times after one warm-up call each, the functions taking
+    turns (in a rotating order) so that a change in the machine's load hits every side of a ratio alike."""
+    for fn in fns.values():
+        fn()
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in tqdm(range(repeats), desc="steps", leave=False):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(_timed(fns[name]))
+    return times
+
+
+def in_precision(fn: Callable[[], Any], precision: str, device: torch.device) -> Callable[[], Any]:
+    """``fn`` under the autocast the trainer's ``*-mixed`` precision would use on a GPU (as is otherwise)."""
+    if device.type != "cuda" or not precision.endswith("-mixed"):
+        return fn
+    dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+
+    def run() -> Any:
+        with torch.autocast("cuda", dtype=dtype):
+            return fn()
+    return run
 
 
 def response_only(cfg: DictConfig, loss: str, kl_source: str = "cached") -> DictConfig:
@@ -152,6 +191,12 @@ def row(name: str, unit: str, a: str, a_value: float, b: str, b_value: float, ta
             "ratio": a_value / b_value if b_value else None, "target": target}  # None: b is 0, no ratio
 
 
+def recipe_train_shards(cfg: DictConfig) -> str | None:
+    """The recipe's ``data.dir`` when it holds train shards (built by ``make data``), else None."""
+    found = sorted(Path(cfg.data.dir).glob("train-*.tar")) if cfg.data.dir else []
+    return str(cfg.data.dir) if found else None
+
+
 def tiny_shards(out: Path, clips: int) -> Path:
     """A small shard set of tone clips (2/3 of them in the train split) for the loader rows."""
     from datamodules.shard_writer import write_shards
@@ -162,9 +207,14 @@ def tiny_shards(out: Path, clips: int) -> Path:
 
 
 def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0, repeats: int = 3,
-                  shards: str | None = None, shard_clips: int = 96, prompts: int = 16,
+                  shards: str | None = None, shard_clips: int = 96, loader_samples: int = 320,
+                  prompts: int | None = None, single_prompts: int = 8,
                   device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every measurement of the benchmark; returns ``{"machine", "settings", "rows", "details", "notes"}``."""
+    """Every measurement of the benchmark; returns ``{"machine", "settings", "rows", "details", "notes"}``.
+
+    ``prompts`` (default: the recipe's ``teacher.batch_size``) are generated batched, ``single_prompts`` of them one
+    at a time. The loader reads ``shards``, else the recipe's train shards, else ``shard_clips`` tone clips made
+    here, up to ``loader_samples`` per pass."""
     if repeats < 1 or batch_size < 1 or seconds <= 0:
         raise ValueError("repeats and batch size must be at least 1 and seconds positive")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -175,39 +225,53 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
     log(f"loading the frozen LLM ({cfg.llm.name}) on {dev}")
     llm: FrozenLLM = load_frozen_llm(cfg).to(dev)
     clips = synthetic_clips(batch_size, seconds)
+    # Apples to apples: both sides train the response task with CE + KL against the same teacher; one reads the
+    # teacher's top-k from the shards (computed here once, as `paralign teacher` does), the other runs the
+    # teacher over the text prompt every step (Ultravox's way).
+    k = int(cfg.teacher.topk) or DEFAULT_TOPK
     models, steps = {}, {}
-    for name, loss, source in (("cached", "ce", "cached"), ("online", "ce+kl", "online")):
+    for name in ("cached", "online"):
         torch.manual_seed(cfg.seed)  # same encoder/adapter weights on both sides
-        models[name] = SpeechLLM(response_only(cfg, loss, source), llm=llm).to(dev)
-        steps[name] = training_step_fn(models[name], build_batch(models[name], clips, dev))
-    floor = floor_step_fn(models["cached"], build_batch(models["cached"], clips, dev))
+        models[name] = SpeechLLM(response_only(cfg, "ce+kl", name), llm=llm).to(dev)
+    add_teacher_topk(llm, clips, models["cached"].tasks["response"].instructions[0], k)
+    precision = str(cfg.trainer.precision)
+    for name, model in models.items():
+        steps[name] = in_precision(training_step_fn(model, build_batch(model, clips, dev)), precision, dev)
+    steps["floor"] = in_precision(floor_step_fn(models["cached"], build_batch(models["cached"], clips, dev)),
+                                  precision, dev)
     audio_seconds = batch_size * seconds
 
-    timings: dict[str, list[float]] = {}
-    for i, (name, fn) in enumerate((("cached", steps["cached"]), ("online", steps["online"]), ("floor", floor))):
-        log(f"[{i + 1}/6] {name} step, batch {batch_size} x {seconds:g} s, {repeats} repeats (+1 warm-up)")
-        fn()
-        timings[name] = [_timed(fn) for _ in tqdm(range(repeats), desc=name, leave=False)]
+    log(f"[1-3/6] cached-teacher step, online-teacher step and LLM floor, batch {batch_size} x {seconds:g} s, "
+        f"{repeats} interleaved repeats (+1 warm-up)")
+    timings = interleaved_timings(steps, repeats)
     step_s = {k: statistics.median(v) for k, v in timings.items()}
     details["step_seconds"] = {k: {"median": step_s[k], "all": v} for k, v in timings.items()}
+    details["training"] = {"loss": "ce+kl (response task)", "topk": k, "precision": precision,
+                           "audio_s_per_s": {k: audio_seconds / step_s[k] for k in ("cached", "online")}}
     train_sps = {k: batch_size / step_s[k] for k in ("cached", "online")}
-    rows.append(row("teacher targets: cached vs on-the-fly", "samples/s", "cached (ce)", train_sps["cached"],
-                    "online teacher pass (ce+kl)", train_sps["online"], ">= 1.3"))
+    rows.append(row("teacher targets: cached vs on-the-fly", "samples/s", f"cached top-{k} (ce+kl)",
+                    train_sps["cached"], "online teacher pass (ce+kl)", train_sps["online"], ">= 1.3"))
     rows.append(row("training step vs bare frozen-LLM floor", "s/step", "training step (cached)", step_s["cached"],
                     "LLM fwd+bwd to inputs_embeds", step_s["floor"], "<= 1.3"))
 
-    log(f"[4/6] loader, bucketed vs plain, {repeats} repeats")
     with tempfile.TemporaryDirectory(prefix="paralign-bench-") as tmp:
-        source = shards or str(tiny_shards(Path(tmp), shard_clips))
+        source = shards or recipe_train_shards(cfg)
+        described = source or f"{shard_clips} tiny tone clips (temporary)"
+        source = source or str(tiny_shards(Path(tmp), shard_clips))
+        log(f"[4/6] loader ({described}), bucketed vs plain, {cfg.data.num_workers} workers, {repeats} repeats")
         from paralign.loader_bench import loader_benchmark
 
+        # The recipe's own example building (tasks, prompt tokens) and collate, in the workers, as training runs.
+        builder = ExampleBuilder(build_tasks(cfg.tasks), llm.prompter, cfg.data.examples_per_clip)
         runs = [loader_benchmark(source, cfg.data.num_workers, bucket_window=cfg.data.bucket_window,
-                                 max_batch_seconds=cfg.data.max_batch_seconds, max_batch_size=batch_size)
+                                 max_batch_seconds=cfg.data.max_batch_seconds, max_batch_size=cfg.data.max_batch_size,
+                                 max_samples=loader_samples, example_builder=builder, collate=collate)
                 for _ in tqdm(range(repeats), desc="loader", leave=False)]
-    loader = {side: median_of([{k: r[side][k] for k in ("samples_per_s", "audio_s_per_s", "padding_ratio")}
-                               for r in runs]) for side in ("bucketed", "plain")}
-    details["loader"] = {"shards": shards or f"{shard_clips} tiny tone clips (temporary)", **loader,
-                         "batches": runs[0]["bucketed"]["batches"], "num_workers": cfg.data.num_workers}
+    keys = ("samples_per_s", "audio_s_per_s", "padding_ratio", "startup_s")
+    loader = {side: median_of([{k: r[side][k] for k in keys} for r in runs]) for side in ("bucketed", "plain")}
+    details["loader"] = {"shards": described, **loader,
+                         "batches": runs[0]["bucketed"]["batches"], "num_workers": cfg.data.num_workers,
+                         "rates": "steady state, from the first batch on; startup_s is the workers' start-up"}
     rows.append(row("padding ratio: bucketed vs plain", "padded/total frames", "bucketed",
                     loader["bucketed"]["padding_ratio"], "plain", loader["plain"]["padding_ratio"],
                     "bucketed <= 0.15"))
@@ -217,25 +281,29 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
                     loader["bucketed"]["audio_s_per_s"], "training step (cached)", audio_seconds / step_s["cached"],
                     ">= 5"))
 
-    log(f"[5/6] teacher generation, batched vs one at a time, {prompts} prompts, {repeats} repeats")
+    prompts = prompts or int(cfg.teacher.batch_size)
+    single = min(prompts, single_prompts)
+    log(f"[5/6] teacher generation, {prompts} prompts batched by {cfg.teacher.batch_size} vs {single} of them one "
+        f"at a time, {repeats} repeats")
     try:
         from paralign.teacher_bench import bench_prompts, teacher_throughput
     except ImportError as err:
         notes.append(f"teacher generation row left out: {err}")
     else:
         ids = bench_prompts(llm, prompts)
-        gen = [teacher_throughput(llm, ids, cfg.teacher.batch_size, cfg.teacher.max_new_tokens)
+        gen = [teacher_throughput(llm, ids, cfg.teacher.batch_size, cfg.teacher.max_new_tokens, single)
                for _ in tqdm(range(repeats), desc="teacher", leave=False)]
         replies = {side: statistics.median(g[side]["replies_per_s"] for g in gen)
                    for side in ("batched", "one_at_a_time")}
-        details["teacher"] = {**replies, "prompts": prompts, "batch_size": cfg.teacher.batch_size,
+        details["teacher"] = {**replies, "prompts": prompts, "one_at_a_time_prompts": single,
+                              "batch_size": cfg.teacher.batch_size,
                               "max_new_tokens": cfg.teacher.max_new_tokens,
                               "identical_replies": [g["identical_replies"] for g in gen]}
         rows.append(row("teacher generation: batched vs one at a time", "replies/s", "batched", replies["batched"],
                         "one at a time", replies["one_at_a_time"], ">= 5"))
 
     log("[6/6] peak memory of a training step vs the floor step")
-    memory = {name: peak_memory_mb(fn, dev) for name, fn in (("step", steps["cached"]), ("floor", floor))}
+    memory = {name: peak_memory_mb(fn, dev) for name, fn in (("step", steps["cached"]), ("floor", steps["floor"]))}
     details["memory_method"] = memory["step"][1]
     rows.append(row("peak memory: training step vs floor", "MB", "training step (cached)", memory["step"][0],
                     "LLM fwd+bwd", memory["floor"][0], ""))
@@ -244,7 +312,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "load_average": os.getloadavg(), "torch": torch.__version__}
     settings = {"recipe": cfg.name, "llm": cfg.llm.name, "batch_size": batch_size, "seconds": seconds,
-                "repeats": repeats, "prompts": prompts}
+                "repeats": repeats, "prompts": prompts, "loader_samples": loader_samples}
     return {"machine": machine, "settings": settings, "rows": rows, "details": details, "notes": notes}
 
 

@@ -16,13 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "step vs the bare frozen-LLM forward+backward; padding ratio and loader throughput bucketed vs "
                      "plain; the loader vs the training step's consumption; batched vs one-at-a-time teacher "
                      "generation; peak memory of a step. Prints a table and writes JSON to --out."))
-    add_recipe_arguments(parser, default="recipes/tiny.yaml")
+    add_recipe_arguments(parser, default="recipes/demo.yaml")  # the demo models (SmolLM2, the demo conformer)
     parser.add_argument("--batch-size", type=int, default=8, help="clips per training batch (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=1.0,
                         help="length of each synthetic training clip in seconds (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="repetitions per figure (default: %(default)s)")
-    parser.add_argument("--prompts", type=int, default=16,
-                        help="prompts for the teacher generation row (default: %(default)s)")
+    parser.add_argument("--prompts", type=int, default=None,
+                        help="prompts for the teacher generation row (default: the recipe's teacher.batch_size)")
     parser.add_argument("--shards", default=None,
                         help="shards for the loader rows (default: a temporary set of 96 tone clips)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
