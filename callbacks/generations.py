@@ -11,6 +11,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from datamodules.vocab import EMOTIONS, STYLES
 from paralign.evaluation.label_matching import match_labels
@@ -27,6 +28,19 @@ def is_correct(task: str, predicted: str | None, truth: Any) -> bool:
     if task == "style":
         return predicted in truth if truth else predicted in (None, "default")
     return predicted is not None and predicted == truth
+
+
+def gather_from_ranks(trainer: pl.Trainer, items: list) -> list:
+    """Every rank's ``items``, concatenated in rank order, on every rank (a collective: all ranks must call it).
+
+    Validation metrics computed from per-rank lists would differ by rank, and a rank whose list is empty would
+    skip a ``log(sync_dist=True)`` the others make: a deadlock. Computed from the gathered list, every rank logs
+    the same keys and values."""
+    if trainer.world_size == 1 or not dist.is_initialized():
+        return list(items)
+    parts: list = [None] * trainer.world_size
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]
 
 
 class ValidationGenerations(pl.Callback):
@@ -51,7 +65,10 @@ class ValidationGenerations(pl.Callback):
                                  "prompt": batch["template"][i]})
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.records or trainer.sanity_checking:
+        if trainer.sanity_checking:
+            return
+        self.records = gather_from_ranks(trainer, self.records)
+        if not self.records:
             return
         for task, labels in LABELS.items():
             items = [r for r in self.records if r["task"] == task and truth_of(task, r["meta"])]

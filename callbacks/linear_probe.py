@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from callbacks.generations import gather_from_ranks
 from datamodules.vocab import EMOTIONS, STYLES
 
 
@@ -59,12 +60,13 @@ class LinearProbe(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        self.pooled = dict(gather_from_ranks(trainer, list(self.pooled.items())))  # clips from every rank
         for kind, classes in (("emotion", EMOTIONS), ("style", STYLES)):
             if kind not in self.kinds:
                 continue
             acc = self.probe(kind, len(classes))
             if acc is not None:
-                pl_module.log(f"val/probe/{kind}_acc", acc)
+                pl_module.log(f"val/probe/{kind}_acc", acc, sync_dist=True)
 
     def probe(self, kind: str, classes: int) -> float | None:
         fit, score = ([], []), ([], [])

@@ -19,7 +19,8 @@ class ShardDataModule(pl.LightningDataModule):
     ``{"shards": <any of those>, "weight": w}`` (datasets mixed by weight). A folder means its
     ``<split>-*.tar`` with the split names below. Batches hold at most ``max_batch_seconds`` of padded audio and
     ``max_batch_size`` examples; ``bucket_window`` > 1 sorts that many examples by length before cutting batches.
-    Validation and test keep shard order, do not shuffle, and read every sample exactly once across ranks.
+    Validation and test keep shard order, do not shuffle, and read every sample exactly once across ranks, except
+    with ``even_eval_batches`` (needed under FSDP): then every rank stops at the batch count of the shortest rank.
     """
 
     def __init__(self, train: Sources = None, val: Sources = None, test: Sources = None, *,
@@ -28,7 +29,8 @@ class ShardDataModule(pl.LightningDataModule):
                  max_batch_size: int = 32, bucket_window: int = 64, shuffle_buffer: int = 256,
                  num_workers: int = 2, prefetch_factor: int = 2, pin_memory: bool = False, seed: int = 0,
                  example_builder: Callable[[dict, random.Random], list[dict]] | None = None,
-                 collate: Callable[[list[dict]], dict] | None = None, eval_example_builder: Callable | None = None):
+                 collate: Callable[[list[dict]], dict] | None = None, eval_example_builder: Callable | None = None,
+                 even_eval_batches: bool = False):
         super().__init__()
         self.sources = {"train": (train, train_split), "val": (val, val_split), "test": (test, test_split)}
         self.stream_options = dict(sample_rate=sample_rate, features=LogMel(n_mels=n_mels, sample_rate=sample_rate),
@@ -39,6 +41,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.eval_example_builder = eval_example_builder or example_builder
         self.loader_options = dict(num_workers=num_workers, prefetch_factor=prefetch_factor, pin_memory=pin_memory)
         self._loaders: dict[str, StreamLoader] = {}
+        self.even_eval_batches = even_eval_batches
 
     def _datasets(self, stage: str) -> list[tuple[list[str], float]]:
         spec, split = self.sources[stage]
@@ -58,7 +61,7 @@ class ShardDataModule(pl.LightningDataModule):
             else:
                 stream = BatchStream(self._datasets(stage), bucket_window=self.bucket_window, shuffle=False,
                                      example_builder=self.eval_example_builder, **self.stream_options)
-                self._loaders[stage] = StreamLoader(stream, **self.loader_options)
+                self._loaders[stage] = StreamLoader(stream, even_batches=self.even_eval_batches, **self.loader_options)
         return self._loaders[stage]
 
     def train_dataloader(self) -> ResumableStreamLoader:

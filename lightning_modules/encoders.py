@@ -99,13 +99,14 @@ def _conv_stride(config) -> int:
     return stride
 
 
-def build_encoder(cfg) -> nn.Module:
-    """The encoder a recipe's ``encoder`` section describes."""
+def build_encoder(cfg, model: nn.Module | None = None) -> nn.Module:
+    """The encoder a recipe's ``encoder`` section describes; ``model``: an already built transformers model for
+    ``hf`` (the dry run builds one from its config on the meta device)."""
     if cfg.type == "conformer":
         return ConformerEncoder(n_mels=cfg.n_mels, d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads,
                                 ffn_dim=cfg.ffn_dim, kernel_size=cfg.kernel_size, dropout=cfg.dropout)
     if cfg.type == "hf":
         if not cfg.hf_name:
             raise ValueError("encoder.type=hf needs encoder.hf_name (a local path or hub id)")
-        return HFAudioEncoder(cfg.hf_name, cfg.trainable_layers, cfg.trust_remote_code)
+        return HFAudioEncoder(cfg.hf_name, cfg.trainable_layers, cfg.trust_remote_code, model=model)
     raise ValueError(f"encoder.type must be 'conformer' or 'hf', got {cfg.type!r}")

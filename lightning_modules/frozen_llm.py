@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 from transformers import PreTrainedModel
 
 from lightning_modules.prompts import ChatPrompter
@@ -29,6 +30,18 @@ class FrozenLLM(nn.Module):
     def train(self, mode: bool = True) -> "FrozenLLM":
         # Dropout or other train-time behaviour in the LLM would change the function the encoder aligns to.
         return super().train(False)
+
+    def forward(self, op: str, *args, **kwargs):
+        """The one entry point to the LLM's weights (``embed``, ``label_logits``, ``generate``). Under FSDP2 this
+        module is the root unit that holds the embeddings, final norm and LM head (lightning_modules/sharding.py),
+        and its weights are gathered only when a call goes through ``__call__``."""
+        return getattr(self, f"_{op}")(*args, **kwargs)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self("embed", ids)
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
 
     @property
     def hidden_size(self) -> int:
@@ -69,7 +82,7 @@ class FrozenLLM(nn.Module):
             if t:
                 labels[i, start + rows[i] - len(t):start + rows[i]] = torch.tensor(t)
         ids, labels, is_speech, mask = (x.to(device) for x in (ids, labels, is_speech, mask))
-        embeds = self.model.get_input_embeddings()(ids).to(speech.dtype)
+        embeds = self.embed(ids).to(speech.dtype)
         valid = torch.arange(speech.shape[1], device=device)[None, :] < speech_lens[:, None]
         embeds = embeds.masked_scatter(is_speech[..., None], speech[valid])
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -85,6 +98,10 @@ class FrozenLLM(nn.Module):
 
         Returns (logits [N, V], targets [N], row index [N]) for the N supervised positions.
         """
+        return self("label_logits", inputs_embeds, attention_mask, position_ids, labels)
+
+    def _label_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                      labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden = self.model.get_decoder()(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
@@ -101,8 +118,15 @@ class FrozenLLM(nn.Module):
         kwargs = {"do_sample": do_sample}
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
-        out = self.model.generate(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-            eos_token_id=self.eos_id, pad_token_id=self.pad_id, use_cache=True, **kwargs,
-        )
+        out = self("generate", inputs_embeds, attention_mask, max_new_tokens, kwargs)
         return self.prompter.tokenizer.batch_decode(out, skip_special_tokens=True)
+
+    def _generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                  kwargs: dict) -> torch.Tensor:
+        # Sharded, every rank must run as many forward passes as the slowest (their all-gathers pair up):
+        # synced_gpus keeps a rank that has finished stepping until all have.
+        return self.model.generate(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+            eos_token_id=self.eos_id, pad_token_id=self.pad_id, use_cache=True,
+            synced_gpus=isinstance(self, FSDPModule), **kwargs,
+        )

@@ -116,7 +116,14 @@ class SpeechLLM(pl.LightningModule):
             teacher_logits = self._online_teacher_logits(batch, select)
             return kl_full(logits[mask], teacher_logits, task.kl_temperature).mean()
         ids, logprobs, keep = self._cached_topk(batch, rows, select, logits.device)
-        return kl_topk(logits[mask][keep], ids, logprobs, task.kl_temperature).mean()
+        if ids.ndim < 2:  # no cached position at all
+            return logits.sum() * 0.0
+        # The KL at every supervised position with the top-k put in place, then only the cached ones averaged: no
+        # [N, V] copy of the selected rows' logits, nor an [N, V] scatter of it in backward.
+        at = mask.nonzero().flatten()[keep]
+        full_ids = ids.new_zeros((len(rows), ids.shape[1])).index_copy_(0, at, ids)
+        full_lp = logprobs.new_zeros((len(rows), ids.shape[1])).index_copy_(0, at, logprobs)
+        return kl_topk(logits, full_ids, full_lp, task.kl_temperature)[at].mean()
 
     @torch.no_grad()
     def _online_teacher_logits(self, batch: dict[str, Any], select: torch.Tensor) -> torch.Tensor:
@@ -133,7 +140,7 @@ class SpeechLLM(pl.LightningModule):
         ids, labels = ids.to(self.device), labels.to(self.device)
         mask = (labels != -100) | (torch.arange(width, device=self.device)[None] < torch.tensor(
             [len(p) for p in prompts], device=self.device)[:, None])
-        embeds = self.llm.model.get_input_embeddings()(ids)
+        embeds = self.llm.embed(ids)
         logits, _, _ = self.llm.label_logits(embeds, mask.long(), (mask.long().cumsum(-1) - 1).clamp(min=0), labels)
         return logits
 
@@ -216,13 +223,30 @@ class SpeechLLM(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def configure_model(self) -> None:
+        """Activation checkpointing (any strategy) and, under ``trainer.strategy: fsdp``, FSDP2 sharding."""
+        from lightning_modules import sharding
+
+        if getattr(self, "_model_configured", False):  # Lightning calls this hook once per trainer stage
+            return
+        self._model_configured = True
+        t = self.cfg.trainer
+        sharding.checkpoint_blocks(self, llm=t.activation_checkpointing,
+                                   encoder=t.activation_checkpointing or self.cfg.encoder.activation_checkpointing)
+        if self.device_mesh is not None:  # set by ModelParallelStrategy only
+            sharding.shard(self, self.device_mesh["data_parallel"])
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                     if not k.startswith(FROZEN_PREFIX)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "state_dict" in checkpoint:  # absent under fsdp: ShardedStrategy loaded (and checked) the weights itself
+            self.check_checkpoint_keys(checkpoint["state_dict"])
+
+    def check_checkpoint_keys(self, state_dict: dict[str, Any]) -> None:
         expected = {k for k in self.state_dict() if not k.startswith(FROZEN_PREFIX)}
-        missing = sorted(expected - set(checkpoint["state_dict"]))
+        missing = sorted(expected - set(state_dict))
         if missing:
             raise RuntimeError(f"checkpoint lacks trainable weights ({len(missing)}), e.g. {missing[:3]}: "
                                "it was made by a different model configuration")

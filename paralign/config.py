@@ -174,7 +174,8 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
-    strategy: str = "auto"  # auto | ddp | fsdp
+    strategy: str = "auto"  # auto | ddp | fsdp (FSDP2: lightning_modules/sharding.py)
+    activation_checkpointing: bool = False  # recompute LLM decoder layers and encoder blocks in the backward pass
     precision: str = "32-true"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float = 1.0

@@ -20,6 +20,7 @@ from callbacks.sample_keys import SampleKeyLog
 from callbacks.throughput import Throughput
 from datamodules.datamodule import ShardDataModule
 from lightning_modules.examples import ExampleBuilder, collate
+from lightning_modules.sharding import ShardedStrategy
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.data import prepare_data, shard_sources
 
@@ -44,6 +45,8 @@ def build_datamodule(cfg: DictConfig, model: SpeechLLM) -> ShardDataModule:
         example_builder=ExampleBuilder(model.tasks, prompter, d.examples_per_clip),
         eval_example_builder=ExampleBuilder(model.tasks, prompter, all_tasks=True),
         collate=collate,
+        # Sharded, every rank must run each validation forward pass (all-gathers pair up across ranks).
+        even_eval_batches=cfg.trainer.strategy == "fsdp",
     )
 
 
@@ -70,13 +73,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
         callbacks.append(SampleKeyLog(run_dir / "sample_keys"))
     return pl.Trainer(
         default_root_dir=run_dir, max_steps=t.max_steps, max_time=t.max_time, accelerator=t.accelerator,
-        devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        devices=t.devices, num_nodes=t.num_nodes, strategy=build_strategy(t), precision=t.precision,
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
         val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version=""), callbacks=callbacks,
         deterministic=t.deterministic, num_sanity_val_steps=0, use_distributed_sampler=False,
     )
+
+
+def build_strategy(t: DictConfig) -> str | ShardedStrategy:
+    """``trainer.strategy``: Lightning's own ``auto`` / ``ddp``, or ``fsdp`` = FSDP2 through ModelParallelStrategy."""
+    return ShardedStrategy() if t.strategy == "fsdp" else t.strategy
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:

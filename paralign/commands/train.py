@@ -13,11 +13,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "runs/<name>/<timestamp>) gets config.yaml, env.txt, checkpoints/ and tensorboard/. A run "
                     "folder that holds checkpoints/last.ckpt is resumed (run.resume=never starts afresh).")
     add_recipe_arguments(parser, default="recipes/tiny.yaml")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="build the model on the meta device (no weights, no data), print parameter counts, "
+                             "the trainable share and the estimated memory per GPU, and exit")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = recipe_from_args(args)
+    if args.dry_run:
+        from paralign.dry_run import dry_run
+
+        print(dry_run(cfg))
+        return 0
     from paralign.train import train
 
     run_dir = train(cfg)
