@@ -57,6 +57,10 @@ def checkpoint_blocks(module: nn.Module, llm: bool, encoder: bool) -> None:
 
 def shard(module: nn.Module, mesh: DeviceMesh) -> None:
     """``fully_shard`` the units listed in the module docstring (inner units first, as FSDP2 requires)."""
+    online = [name for name, task in module.tasks.items() if task.kl_source == "online" and "kl" in task.loss]
+    if online:  # its teacher pass runs only on ranks whose batch holds the task; sharded, every rank must join
+        raise ValueError(f"trainer.strategy=fsdp does not support kl_source=online (tasks {', '.join(online)}): "
+                         "use kl_source=cached (teacher top-k in the shards), or ddp")
     # FSDP2 warns at every step that a unit returned a view (Linear on 3-D inputs does); the warning is about
     # in-place edits of such outputs, and SpeechLLM makes none.
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")

@@ -22,6 +22,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from datamodules.stream import expand_sources, read_light_clips
 from datamodules.tiny_corpus import build_tiny_corpus
+from lightning_modules import sharding
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.config import load_recipe
 from paralign.dry_run import dry_run, meta_modules
@@ -199,6 +200,12 @@ def test_activation_checkpointing_keeps_less_and_changes_nothing():
     assert all(torch.allclose(grads_plain[k], grads_ckpt[k], atol=1e-6) for k in grads_plain)
     assert checkpointed.state_dict().keys() == plain.state_dict().keys()  # checkpoints stay interchangeable
     assert plain.generate(batch, max_new_tokens=4) == checkpointed.generate(batch, max_new_tokens=4)
+
+
+def test_fsdp_refuses_an_online_teacher_pass():
+    model = SpeechLLM(tiny_cfg({"response": {"loss": "ce+kl", "kl_source": "online"}}))
+    with pytest.raises(ValueError, match="kl_source=online .tasks response"):
+        sharding.shard(model, mesh=None)
 
 
 def test_dry_run_counts_equal_the_real_model():
