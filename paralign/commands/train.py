@@ -24,7 +24,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from paralign.dry_run import dry_run
 
-        print(dry_run(cfg))
+        try:
+            print(dry_run(cfg))
+        except ValueError as err:  # a model whose architecture cannot be found
+            raise SystemExit(f"error: {err}") from None
         return 0
     from paralign.train import train
 

@@ -233,6 +233,13 @@ def test_dry_run_of_the_full_scale_recipe(capsys):
     assert 5 < total < 40  # fits an 80 GB GPU with room to spare
 
 
+def test_dry_run_of_an_unknown_model_says_what_to_do():
+    from paralign.cli import main
+
+    with pytest.raises(SystemExit, match="no config shipped for it"):
+        main(["train", "--recipe", str(ROOT / "recipes/tiny.yaml"), "llm.name=/nowhere/Some-Model", "--dry-run"])
+
+
 def test_full_scale_recipe_validates():
     cfg = load_recipe(ROOT / "recipes/llama3_8b_whisper.yaml")
     t = cfg.trainer
