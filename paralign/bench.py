@@ -1,13 +1,19 @@
 """The side-by-side performance benchmark behind ``paralign bench`` (issue 9): each comparison is a pair of
-medians over ``repeats`` and their ratio, in one run, on the models a recipe builds.
+medians over ``repeats`` and their ratio, in one run, on the models a recipe builds (default: the demo's).
 
 Rows (a vs b, ratio = a / b):
-- training step with cached teacher targets (CE on the reply) vs an on-the-fly teacher pass per step (online KL);
-- the training step vs the floor: the frozen LLM alone, forward+backward to ``inputs_embeds`` at the same shapes;
-- padding ratio and loader throughput, length-bucketed vs plain batches;
+- training step with the teacher's top-k cached in the shards vs an on-the-fly teacher pass per step, both CE + KL
+  on the same examples, so the teacher pass is the only difference;
+- the training step vs the floor: the frozen LLM alone, forward+backward to ``inputs_embeds`` at the same shapes
+  (same batch, sequence lengths and label positions, LM head on the label positions only);
+- padding ratio and loader throughput, length-bucketed vs plain batches (the recipe's shards when built);
 - the loader alone vs what the training step consumes (audio-seconds/s, so clip lengths need not match);
-- teacher generation, batched vs one prompt at a time;
+- teacher generation, batched (the recipe's teacher batch size) vs one prompt at a time;
 - peak memory of a training step vs the floor step.
+
+The timed sides of a ratio take turns within each repeat, so a change in the machine's load (shared CPUs) hits
+both alike. On a CPU shared with other work, two torch threads per process can make small ops (one-prompt decoding,
+the encoder's) far slower than large ones; ``OMP_NUM_THREADS=1`` gives steadier ratios there.
 """
 from __future__ import annotations
 
