@@ -41,6 +41,10 @@ def test_bench_writes_every_row_with_consistent_ratios(tmp_path: Path, capsys) -
     assert math.isclose(by_name["loader alone vs training consumption"]["b_value"], 2 * 0.5 / step_s)
     assert math.isclose(by_name["teacher targets: cached vs on-the-fly"]["a_value"], 2 / step_s)
     assert 0 <= by_name["padding ratio: bucketed vs plain"]["a_value"] < 1
+    # both teacher sides train CE + KL; the cached one on top-k from a real teacher pass
+    assert by_name["teacher targets: cached vs on-the-fly"]["a"].startswith("cached top-8")
+    assert report["details"]["training"]["loss"] == "ce+kl (response task)"
+    assert report["details"]["teacher"]["prompts"] == 2  # --prompts given; default: teacher.batch_size
     printed = capsys.readouterr().out
     assert format_table(report) in printed
 
@@ -48,3 +52,26 @@ def test_bench_writes_every_row_with_consistent_ratios(tmp_path: Path, capsys) -
 def test_bench_rejects_missing_shards(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no such file"):
         main(["bench", "--shards", str(tmp_path / "absent"), "--out", str(tmp_path / "b.json")])
+
+
+def test_interleaved_timings_take_turns_in_a_rotating_order() -> None:
+    from paralign.bench import interleaved_timings
+
+    calls: list[str] = []
+    times = interleaved_timings({n: (lambda n=n: calls.append(n)) for n in "abc"}, repeats=3)
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then one turn per repeat
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_loader_rates_leave_the_first_batch_out(tmp_path: Path) -> None:
+    from paralign.loader_bench import loader_benchmark
+
+    write_shards(tiny_records(tmp_path / "audio", 12), tmp_path / "shards", max_count=4, progress=False)
+    report = loader_benchmark(str(tmp_path / "shards"), num_workers=0, bucket_window=4, max_batch_size=2)
+    for side in ("bucketed", "plain"):
+        r = report[side]
+        # every train clip is read; the first batch (2 clips here) only times the start-up
+        assert r["samples"] == 8 - 2 and r["batches"] == 4 and r["startup_s"] >= 0, r
+        assert r["samples_per_s"] > 0 and 0 <= r["padding_ratio"] < 1
+    with pytest.raises(ValueError, match="fewer than 2 batches"):
+        loader_benchmark(str(tmp_path / "shards"), num_workers=0, max_batch_size=32)
