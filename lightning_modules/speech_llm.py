@@ -114,7 +114,8 @@ class SpeechLLM(pl.LightningModule):
         mask = select[rows]
         if task.kl_source == "online":
             teacher_logits = self._online_teacher_logits(batch, select)
-            return kl_full(logits[mask], teacher_logits, task.kl_temperature).mean()
+            only_task = all(t == task.name for t in batch["task"])  # then every position: no [N, V] copy
+            return kl_full(logits if only_task else logits[mask], teacher_logits, task.kl_temperature).mean()
         ids, logprobs, keep = self._cached_topk(batch, rows, select, logits.device)
         if ids.ndim < 2:  # no cached position at all
             return logits.sum() * 0.0
