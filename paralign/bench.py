@@ -252,6 +252,10 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
     timings = interleaved_timings(steps, repeats)
     step_s = {k: statistics.median(v) for k, v in timings.items()}
     details["step_seconds"] = {k: {"median": step_s[k], "all": v} for k, v in timings.items()}
+    # The same ratios within each repeat (its sides ran back to back): their spread shows how noisy the machine was.
+    details["ratios_per_repeat"] = {
+        "cached_vs_online_samples_per_s": [o / c for c, o in zip(timings["cached"], timings["online"])],
+        "step_vs_floor": [c / f for c, f in zip(timings["cached"], timings["floor"])]}
     details["training"] = {"loss": "ce+kl (response task)", "topk": k, "precision": precision,
                            "audio_s_per_s": {k: audio_seconds / step_s[k] for k in ("cached", "online")}}
     train_sps = {k: batch_size / step_s[k] for k in ("cached", "online")}
