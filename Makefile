@@ -25,9 +25,9 @@ train: setup
 data: setup
 	$(PARALIGN) data --recipe $(RECIPE) $(ARGS)
 
+# CKPT=runs/<name>/<time>/checkpoints/last.ckpt; a cascade recipe (recipes/cascade_*.yaml) takes none.
 eval: setup
-	@test -n "$(CKPT)" || { echo "make eval needs CKPT=path/to/checkpoint.ckpt (e.g. runs/demo/<time>/checkpoints/last.ckpt)"; exit 2; }
-	$(PARALIGN) eval --recipe $(RECIPE) --ckpt $(CKPT) $(ARGS)
+	$(PARALIGN) eval --recipe $(RECIPE) $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q $(ARGS)

@@ -57,13 +57,14 @@ def _cut(items: Iterator[T], duration: Callable[[T], float], max_seconds: float,
 
 
 def pad_features(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Default collate: ``features`` padded with zeros to ``[B, T, n_mels]``, ``feature_lens`` (LongTensor),
-    ``keys``, and every other field of the examples as a list (``audio``, ``meta``, ``teacher``, ...)."""
+    """Default collate: ``features`` padded with zeros along time (dim 0) to ``[B, T, n_mels]`` (or ``[B, T]`` for
+    1-D features such as raw waveforms), ``feature_lens`` (LongTensor), ``keys``, and every other field of the
+    examples as a list (``audio``, ``meta``, ``teacher``, ...)."""
     if not examples:
         raise ValueError("pad_features got an empty batch")
     feats = [e["features"] for e in examples]
     lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
-    padded = feats[0].new_zeros((len(feats), int(lens.max()), feats[0].shape[1]))
+    padded = feats[0].new_zeros((len(feats), int(lens.max()), *feats[0].shape[1:]))
     for i, f in enumerate(feats):
         padded[i, : f.shape[0]] = f
     batch: dict[str, Any] = {"features": padded, "feature_lens": lens, "keys": [e["key"] for e in examples]}

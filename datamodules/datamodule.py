@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
 
 from datamodules.features import LogMel
 from datamodules.loader import POSITION, BatchStream, ResumableStreamLoader, StreamLoader
@@ -21,6 +23,8 @@ class ShardDataModule(pl.LightningDataModule):
     ``max_batch_size`` examples; ``bucket_window`` > 1 sorts that many examples by length before cutting batches.
     Validation and test keep shard order, do not shuffle, and read every sample exactly once across ranks, except
     with ``even_eval_batches`` (needed under FSDP): then every rank stops at the batch count of the shortest rank.
+    ``features`` maps each decoded wave to the model's input in the workers (``datamodules.features``; a recipe's
+    come from ``build_features``); default: ``LogMel(n_mels, sample_rate)``.
     """
 
     def __init__(self, train: Sources = None, val: Sources = None, test: Sources = None, *,
@@ -30,10 +34,10 @@ class ShardDataModule(pl.LightningDataModule):
                  num_workers: int = 2, prefetch_factor: int = 2, pin_memory: bool = False, seed: int = 0,
                  example_builder: Callable[[dict, random.Random], list[dict]] | None = None,
                  collate: Callable[[list[dict]], dict] | None = None, eval_example_builder: Callable | None = None,
-                 even_eval_batches: bool = False):
+                 even_eval_batches: bool = False, features: Callable[[np.ndarray], torch.Tensor] | None = None):
         super().__init__()
         self.sources = {"train": (train, train_split), "val": (val, val_split), "test": (test, test_split)}
-        self.stream_options = dict(sample_rate=sample_rate, features=LogMel(n_mels=n_mels, sample_rate=sample_rate),
+        self.stream_options = dict(sample_rate=sample_rate, features=features or LogMel(n_mels, sample_rate),
                                    max_batch_seconds=max_batch_seconds, max_batch_size=max_batch_size,
                                    seed=seed, collate=collate)
         self.bucket_window, self.shuffle_buffer = bucket_window, shuffle_buffer

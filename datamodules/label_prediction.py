@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from datamodules.audio import load_audio
-from datamodules.features import LogMel
+from datamodules.features import build_features
 from datamodules.shard_writer import iter_shard_metadata, rewrite_shards, shard_files
 from datamodules.tar_samples import iter_tar_samples
 from datamodules.vocab import EMOTIONS, STYLES
@@ -57,7 +57,7 @@ class LabelPredictor:
                              "classifier.enabled=true and 'emotion' in classifier.labels")
         cfg = self.model.cfg
         self.sample_rate = int(cfg.data.sample_rate)
-        self.features = LogMel(n_mels=cfg.encoder.n_mels, sample_rate=self.sample_rate)
+        self.features = build_features(cfg)
 
     @torch.no_grad()
     def predict(self, wave) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -140,8 +141,13 @@ class _Plan:
     skipped: Counter = field(default_factory=Counter)
 
 
+def in_share(key: str, share: float) -> bool:
+    """Whether a clip is among the ``share`` of clips that get teacher replies (stable across runs and splits)."""
+    return share >= 1.0 or zlib.crc32(key.encode()) % 10_000 < share * 10_000
+
+
 def _plan(llm: FrozenLLM, shards: list[Path], templates: dict[str, str], variants: list[str],
-          settings: dict[str, Any]) -> _Plan:
+          settings: dict[str, Any], share: float = 1.0) -> _Plan:
     plan = _Plan()
     prompter = llm.prompter
     checked: set[str] = set()
@@ -159,6 +165,9 @@ def _plan(llm: FrozenLLM, shards: list[Path], templates: dict[str, str], variant
                 meta = json.loads(sample["json"])
                 if not (meta.get("transcript") or "").strip():
                     plan.skipped["no transcript"] += 1
+                    continue
+                if not in_share(key, share):
+                    plan.skipped["outside teacher.share"] += 1
                     continue
                 entries = plan.entries.setdefault(key, {})
                 for task, template in templates.items():
@@ -313,7 +322,9 @@ def generate_teacher_replies(cfg: DictConfig, shard_dir: str | os.PathLike, out_
         if torch.cuda.is_available():
             llm.to("cuda")
     settings = generation_settings(cfg)
-    plan = _plan(llm, shards, templates, list(cfg.teacher.variants), settings)
+    if not 0.0 < cfg.teacher.share <= 1.0:
+        raise ValueError(f"teacher.share={cfg.teacher.share} must be in (0, 1]")
+    plan = _plan(llm, shards, templates, list(cfg.teacher.variants), settings, cfg.teacher.share)
     summary = TeacherSummary(clips=plan.clips, unique_prompts=len(plan.prompts), skipped=plan.skipped,
                              entries=sum(len(e) for e in plan.entries.values()))
     cache_path = out / CACHE_NAME

@@ -35,11 +35,19 @@ class ConvSubsampler(nn.Module):
 
 
 class ConformerEncoder(nn.Module):
-    """torchaudio's Conformer behind a 4x conv subsampler, with per-utterance feature normalisation."""
+    """torchaudio's Conformer behind a 4x conv subsampler, on globally normalised log-mel.
+
+    The normalisation is one fixed mean and scale for every clip and bin (``feature_mean`` / ``feature_std``),
+    not per utterance: per-utterance normalisation would erase how loud a clip is, which is part of its emotion.
+    Padded frames are set to the mean (0 after normalisation) so they look like silence-free nothing, not speech.
+    """
 
     def __init__(self, n_mels: int = 80, d_model: int = 256, layers: int = 8, heads: int = 4, ffn_dim: int = 1024,
-                 kernel_size: int = 15, dropout: float = 0.1) -> None:
+                 kernel_size: int = 15, dropout: float = 0.1, feature_mean: float = 0.0,
+                 feature_std: float = 1.0) -> None:
         super().__init__()
+        self.feature_mean = feature_mean
+        self.feature_std = feature_std
         self.subsample = ConvSubsampler(n_mels, d_model)
         self.conformer = Conformer(input_dim=d_model, num_heads=heads, ffn_dim=ffn_dim, num_layers=layers,
                                    depthwise_conv_kernel_size=kernel_size, dropout=dropout)
@@ -47,7 +55,9 @@ class ConformerEncoder(nn.Module):
         self.frame_rate = FEATURE_FRAME_RATE / 4
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, lengths = self.subsample(features, lengths)
+        valid = torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None]
+        x = (features - self.feature_mean) / self.feature_std * valid[..., None]
+        x, lengths = self.subsample(x, lengths)
         return self.conformer(x, lengths)
 
 
@@ -55,7 +65,9 @@ class HFAudioEncoder(nn.Module):
     """A transformers audio encoder (Whisper encoder, wav2vec2, HuBERT, WavLM) from a local path or hub id.
 
     ``trainable_layers``: None trains everything, 0 freezes everything, k trains the top k layers only.
-    Whisper takes log-mel features; the wav2vec2 family takes raw 16 kHz waveforms ([B, samples]).
+    Inputs are what its own feature extractor gives (``data.features: hf``, ``datamodules.features.HFFeatures``):
+    Whisper log-mel ``[B, frames, n_mels]`` with lengths in frames; the wav2vec2 family raw 16 kHz waveforms
+    ``[B, samples]`` with lengths in samples.
     """
 
     def __init__(self, name: str, trainable_layers: int | None = None, trust_remote_code: bool = False,
@@ -69,6 +81,9 @@ class HFAudioEncoder(nn.Module):
         self.model = model.get_encoder() if self.is_whisper else model
         self.output_dim = model.config.hidden_size if not self.is_whisper else model.config.d_model
         self.frame_rate = 50.0 if self.is_whisper else 16000 / _conv_stride(model.config)
+        # wav2vec2-base style models (group-normed conv features) are trained without an attention mask and
+        # degrade with one (transformers' docs): they get zero-padded input only.
+        self.use_mask = getattr(model.config, "feat_extract_norm", "layer") == "layer"
         self._freeze(trainable_layers)
 
     def _freeze(self, trainable_layers: int | None) -> None:
@@ -79,14 +94,27 @@ class HFAudioEncoder(nn.Module):
         for layer in list(layers)[len(layers) - trainable_layers:] if trainable_layers else []:
             layer.requires_grad_(True)
 
+    def whisper_input(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, frames, n_mels]`` -> Whisper's ``[B, n_mels, window]`` (30 s): its positions are absolute, so it
+        takes exactly that length. The frames past each clip's end are set to what Whisper's extractor gives for the
+        silence it pads with, 2 below the clip's maximum (log10 clamped 8 below the maximum, then divided by 4),
+        not the collate's zeros, which Whisper never saw."""
+        window = self.model.config.max_source_positions * self.model.conv1.stride[0] * self.model.conv2.stride[0]
+        x = features[:, :window].transpose(1, 2)
+        valid = (torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None])[:, None, :]
+        silence = x.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True) - 2.0
+        x = torch.where(valid, x, silence)
+        return torch.cat([x, silence.expand(-1, x.shape[1], window - x.shape[2])], dim=2)
+
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.is_whisper:
-            # Whisper's encoder expects [B, n_mels, 3000] (30 s); its positions are absolute, so pad to that.
-            feats = nn.functional.pad(inputs.transpose(1, 2), (0, max(0, 3000 - inputs.shape[1])))
+            feats = self.whisper_input(inputs, lengths)
             hidden = self.model(input_features=feats).last_hidden_state
-            out_lens = torch.div(lengths + 1, 2, rounding_mode="floor")
+            out_lens = torch.div(lengths.clamp(max=feats.shape[2]) + 1, 2, rounding_mode="floor")  # stride-2 conv
             return hidden[:, : int(out_lens.max())], out_lens
-        mask = (torch.arange(inputs.shape[1], device=inputs.device)[None] < lengths[:, None]).long()
+        mask = None
+        if self.use_mask:
+            mask = (torch.arange(inputs.shape[1], device=inputs.device)[None] < lengths[:, None]).long()
         hidden = self.model(input_values=inputs, attention_mask=mask).last_hidden_state
         out_lens = self.model._get_feat_extract_output_lengths(lengths).long()
         return hidden, out_lens.clamp(max=hidden.shape[1])
@@ -104,7 +132,8 @@ def build_encoder(cfg, model: nn.Module | None = None) -> nn.Module:
     ``hf`` (the dry run builds one from its config on the meta device)."""
     if cfg.type == "conformer":
         return ConformerEncoder(n_mels=cfg.n_mels, d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads,
-                                ffn_dim=cfg.ffn_dim, kernel_size=cfg.kernel_size, dropout=cfg.dropout)
+                                ffn_dim=cfg.ffn_dim, kernel_size=cfg.kernel_size, dropout=cfg.dropout,
+                                feature_mean=cfg.feature_mean, feature_std=cfg.feature_std)
     if cfg.type == "hf":
         if not cfg.hf_name:
             raise ValueError("encoder.type=hf needs encoder.hf_name (a local path or hub id)")

@@ -17,20 +17,24 @@ class ExampleBuilder:
     """``builder(clip, rng) -> list[example]``: the DataModule's ``example_builder``.
 
     ``all_tasks=True`` (evaluation) makes one example per usable task instead of sampling by share.
+    ``need_target=False`` (replies only, e.g. the showcase) also makes examples of tasks the clip has no target
+    for, such as a response task on a clip without a cached teacher reply (their ``target`` is empty).
     """
 
     def __init__(self, tasks: dict[str, Task], prompter: ChatPrompter, examples_per_clip: int = 1,
-                 all_tasks: bool = False) -> None:
+                 all_tasks: bool = False, need_target: bool = True) -> None:
         self.tasks = tasks
         self.prompter = prompter
         self.examples_per_clip = examples_per_clip
         self.all_tasks = all_tasks
+        self.need_target = need_target
 
     def __call__(self, clip: dict, rng: random.Random) -> list[dict]:
         meta, teacher = clip["meta"], clip.get("teacher")
         qa_pairs = clip.get("qa") or []
         usable = [n for n, t in self.tasks.items()
-                  if t.target_text(meta, teacher, qa_pairs[0] if qa_pairs else None) is not None]
+                  if t.target_text(meta, teacher, qa_pairs[0] if qa_pairs else None) is not None
+                  or not self.need_target and (t.target != "qa" or qa_pairs)]
         names = usable if self.all_tasks else sample_tasks(self.tasks, usable, self.examples_per_clip, rng)
         return [self.example(clip, self.tasks[name], rng) for name in names]
 
@@ -48,7 +52,8 @@ class ExampleBuilder:
         example = {
             "key": clip["key"], "features": clip["features"], "duration": clip["duration"], "meta": meta,
             "task": task.name, "template": template, "prefix": parts.prefix, "suffix": parts.suffix,
-            "target": self.prompter.reply_ids(target_text, task.max_target_tokens), "target_text": target_text,
+            "target": [] if target_text is None else self.prompter.reply_ids(target_text, task.max_target_tokens),
+            "target_text": target_text,
             "question_type": qa.get("type") if qa is not None else None,
         }
         if "kl" in task.loss:

@@ -77,9 +77,29 @@ class SpeechLLM(pl.LightningModule):
                                batch["target"] if with_target else None, left_pad=not with_target)
 
     # ---- losses --------------------------------------------------------------------------------------------------
-    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Total weighted loss, a dict of named parts to log, pooled speech tokens and their valid lengths."""
+    def losses(self, batch: dict[str, Any], with_llm: bool = True
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Total weighted loss, a dict of named parts to log, pooled speech tokens and their valid lengths.
+
+        ``with_llm=False``: the classifier heads' losses only (``classifier.pretrain_steps``), no LLM pass.
+        """
         speech, speech_lens = self.speech_embeddings(batch["features"], batch["feature_lens"])
+        total = speech.new_zeros(())
+        logs: dict[str, torch.Tensor] = {}
+        if with_llm:
+            total = self._task_losses(batch, speech, speech_lens, logs)
+        pooled = self._pool(speech, speech_lens)
+        for kind, head in self.classifiers.items():
+            loss = self._classifier_loss(head, pooled, batch["meta"], kind)
+            if loss is not None:
+                logs[f"classifier/{kind}/loss"] = loss.detach()
+                total = total + self.cfg.classifier.weight * loss
+        logs["loss"] = total.detach()
+        return total, logs, pooled, speech_lens
+
+    def _task_losses(self, batch: dict[str, Any], speech: torch.Tensor, speech_lens: torch.Tensor,
+                     logs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of the alignment tasks' losses through the frozen LLM; their parts go into ``logs``."""
         inputs = self._spliced(batch, speech, speech_lens, with_target=True)
         logits, targets, rows = self.llm.label_logits(inputs["inputs_embeds"], inputs["attention_mask"],
                                                       inputs["position_ids"], inputs["labels"])
@@ -88,7 +108,6 @@ class SpeechLLM(pl.LightningModule):
         task_of_row = batch["task"]
         step = self.global_step
         total = speech.new_zeros(())
-        logs: dict[str, torch.Tensor] = {}
         for name, task in self.tasks.items():
             if name not in task_of_row:  # decided on the host: no GPU sync per task
                 continue
@@ -101,14 +120,7 @@ class SpeechLLM(pl.LightningModule):
             logs[f"{name}/loss"] = loss.detach()
             logs[f"{name}/token_acc"] = per_row_mean(correct, rows, select)
             total = total + task.weight_at(step) * loss
-        pooled = self._pool(speech, speech_lens)
-        for kind, head in self.classifiers.items():
-            loss = self._classifier_loss(head, pooled, batch["meta"], kind)
-            if loss is not None:
-                logs[f"classifier/{kind}/loss"] = loss.detach()
-                total = total + self.cfg.classifier.weight * loss
-        logs["loss"] = total.detach()
-        return total, logs, pooled, speech_lens
+        return total
 
     def _kl(self, batch, task, logits, rows, select) -> torch.Tensor:
         mask = select[rows]
@@ -177,7 +189,7 @@ class SpeechLLM(pl.LightningModule):
 
     # ---- Lightning hooks -----------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        total, logs, _, _ = self.losses(batch)
+        total, logs, _, _ = self.losses(batch, with_llm=self.global_step >= self.cfg.classifier.pretrain_steps)
         bs = len(batch["task"])
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs)

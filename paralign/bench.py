@@ -31,14 +31,13 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from datamodules.features import LogMel, build_features
 from datamodules.teacher import reply_topk
 from lightning_modules.examples import ExampleBuilder, collate
 from lightning_modules.frozen_llm import FrozenLLM
 from lightning_modules.speech_llm import SpeechLLM, load_frozen_llm
 from lightning_modules.tasks import build_tasks, describe_speech
 
-N_MELS = 80
-FRAMES_PER_SECOND = 100
 REPLY = "I can hear that you sound {emotion} as you say: {text}. Thank you for telling me how you feel today."
 EMOTIONS = ("neutral", "happy", "sad", "angry")
 DEFAULT_TOPK = 8  # teacher top-k for the cached KL side when the recipe stores none (teacher.topk: 0)
@@ -57,16 +56,19 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def synthetic_clips(count: int, seconds: float, seed: int = 0) -> list[dict]:
-    """Decoded-clip dicts as the loader yields them: random log-mel features of ``seconds`` each, labels, and a
-    teacher reply of a realistic length for the response task."""
-    frames = max(1, int(seconds * FRAMES_PER_SECOND))
+def synthetic_clips(count: int, seconds: float, seed: int = 0, features: Callable | None = None,
+                    sample_rate: int = 16000) -> list[dict]:
+    """Decoded-clip dicts as the loader yields them: ``features`` (the recipe's, from ``build_features``; default
+    log-mel) of ``seconds`` of noise each, labels, and a teacher reply of a realistic length for the response task."""
+    features = features or LogMel(sample_rate=sample_rate)
+    samples = max(1, int(seconds * sample_rate))
     g = torch.Generator().manual_seed(seed)
     clips = []
     for i in range(count):
         emotion, text = EMOTIONS[i % len(EMOTIONS)], f"this is sentence number {i} of the benchmark"
         reply = REPLY.format(emotion=emotion, text=text)
-        clips.append({"key": f"bench{i}", "features": torch.randn(frames, N_MELS, generator=g), "duration": seconds,
+        wave = 0.1 * torch.randn(samples, generator=g)
+        clips.append({"key": f"bench{i}", "features": features(wave), "duration": seconds,
                       "meta": {"transcript": text, "emotion": emotion, "style": ["default"]},
                       "teacher": {"response": {"conditioned": {"reply": reply}, "plain": {"reply": reply}}}})
     return clips
@@ -230,7 +232,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
 
     log(f"loading the frozen LLM ({cfg.llm.name}) on {dev}")
     llm: FrozenLLM = load_frozen_llm(cfg).to(dev)
-    clips = synthetic_clips(batch_size, seconds)
+    clips = synthetic_clips(batch_size, seconds, features=build_features(cfg), sample_rate=cfg.data.sample_rate)
     # Apples to apples: both sides train the response task with CE + KL against the same teacher; one reads the
     # teacher's top-k from the shards (computed here once, as `paralign teacher` does), the other runs the
     # teacher over the text prompt every step (Ultravox's way).

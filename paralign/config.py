@@ -51,6 +51,10 @@ class EncoderConfig:
     ffn_dim: int = 1024
     kernel_size: int = 15
     dropout: float = 0.1
+    # conformer: one global log-mel normalisation (not per utterance, which would erase loudness); the defaults
+    # are the mean and spread of LogMel over speech near -30 dBFS (the synthetic corpus measures -7.2 and 4.2)
+    feature_mean: float = -7.0
+    feature_std: float = 4.0
     hf_name: Optional[str] = None
     trainable_layers: Optional[int] = None
     trust_remote_code: bool = False
@@ -100,6 +104,10 @@ class ClassifierConfig:
     enabled: bool = False
     weight: float = 0.2
     labels: List[str] = field(default_factory=lambda: ["emotion"])  # emotion and/or style
+    # The first N training steps train the encoder, adapter and heads on the labels alone, without the LLM pass
+    # (a step costs a few per cent of a full one): a warm start for an encoder trained from scratch, which
+    # otherwise spends the costly LLM steps finding prosody at all. A pretrained encoder needs none.
+    pretrain_steps: int = 0
 
 
 @dataclass
@@ -118,6 +126,9 @@ class DataConfig:
     train_weights: List[float] = field(default_factory=list)  # mixing weights, one per train source
     synth: SynthConfig = field(default_factory=SynthConfig)
     sample_rate: int = 16000
+    # logmel: our own log-mel (for the conformer); hf: encoder.hf_name's own feature extractor (Whisper's log-mel,
+    # wav2vec2's raw waveform), which a pretrained encoder needs
+    features: str = "logmel"
     max_batch_seconds: float = 60.0
     max_batch_size: int = 16
     bucket_window: int = 64
@@ -135,6 +146,10 @@ class TeacherConfig:
     batch_size: int = 32
     do_sample: bool = False
     topk: int = 0  # >0: also store top-k token ids + log-probs per reply position (for KL)
+    # The share of each split's clips that get teacher replies, picked by a hash of the clip key (so a larger
+    # share keeps every clip a smaller one picked, and the cache). The others serve the label / transcript tasks.
+    # 1.0 on real hardware; the CPU demo uses less, since generation is its dearest step.
+    share: float = 1.0
 
 
 @dataclass
@@ -207,6 +222,12 @@ class EvalConfig:
     judge_base_url: Optional[str] = None
     after_train: bool = False  # evaluate the last checkpoint when training ends (the demo does)
     showcase_split: Optional[str] = None  # a split whose clips are printed side by side after evaluation
+    # The teacher replies the response task is scored against, whatever the run trained on: every system is
+    # measured against the same emotion-aware replies.
+    reference_variant: str = "conditioned"  # conditioned | plain
+    # A cascade reference instead of a trained model: the transcript (and the labels in words) typed into the
+    # frozen LLM where the speech would go; nothing to train, `paralign eval` without --ckpt.
+    cascade: str = "none"  # none | transcript | transcript+labels
 
 
 @dataclass
@@ -257,8 +278,10 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
     choices = {
         "encoder.type": ("conformer", "hf"), "adapter.type": ("stack", "conv"),
         "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
-        "data.source": ("synth", "tiny", "shards"), "run.resume": ("auto", "never"),
+        "data.source": ("synth", "tiny", "shards"), "data.features": ("logmel", "hf"),
+        "run.resume": ("auto", "never"),
         "trainer.strategy": ("auto", "ddp", "fsdp"), "eval.judge": ("none", "local", "openai"),
+        "eval.reference_variant": ("conditioned", "plain"), "eval.cascade": ("none", "transcript", "transcript+labels"),
     }
     for name, task in cfg.tasks.items():
         choices[f"tasks.{name}.loss"] = ("ce", "kl", "ce+kl")
@@ -270,10 +293,18 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
             if value not in METADATA_FIELDS:
                 raise RecipeError(f"{origin}: tasks.{name}.metadata.fields[{i}]={value!r} is not one of "
                                   f"{', '.join(METADATA_FIELDS)}")
+    if cfg.classifier.pretrain_steps > 0 and not cfg.classifier.enabled:
+        raise RecipeError(f"{origin}: classifier.pretrain_steps={cfg.classifier.pretrain_steps} needs "
+                          "classifier.enabled=true (the heads are what those steps train)")
     for key, allowed in choices.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise RecipeError(f"{origin}: {key}={value!r} is not one of {', '.join(map(repr, allowed))}")
+    if cfg.encoder.type == "hf" and cfg.data.features != "hf":
+        raise RecipeError(f"{origin}: encoder.type='hf' needs data.features: hf (a pretrained encoder takes its own "
+                          f"features, from its feature extractor), got data.features={cfg.data.features!r}")
+    if cfg.data.features == "hf" and not cfg.encoder.hf_name:
+        raise RecipeError(f"{origin}: data.features='hf' needs encoder.hf_name (whose feature extractor makes them)")
     return cfg
 
 

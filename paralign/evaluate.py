@@ -5,6 +5,7 @@ stopped. The linear probe uses mean-pooled speech tokens of the same clips (spli
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import zlib
@@ -17,9 +18,11 @@ from tqdm import tqdm
 
 from callbacks.linear_probe import fit_probe_accuracy, probe_label
 from datamodules.datamodule import ShardDataModule
+from datamodules.features import build_features
 from datamodules.vocab import EMOTIONS, STYLES
 from lightning_modules.examples import ExampleBuilder, collate
 from lightning_modules.speech_llm import SpeechLLM
+from lightning_modules.tasks import Task, describe_speech
 from paralign.data import shard_sources
 
 log = logging.getLogger(__name__)
@@ -37,21 +40,52 @@ def load_trained(cfg: DictConfig, ckpt: str | Path) -> SpeechLLM:
     return model.eval()
 
 
-def split_loader(cfg: DictConfig, model: SpeechLLM, split: str, tasks: list[str] | None = None):
-    """A deterministic loader over one split, one example per (clip, task)."""
-    chosen = {n: t for n, t in model.tasks.items() if not tasks or n in tasks}
+def reference_tasks(cfg: DictConfig, tasks: dict[str, Task]) -> dict[str, Task]:
+    """The tasks as evaluation sees them: teacher targets from ``eval.reference_variant`` for every system."""
+    return {n: dataclasses.replace(t, teacher_variant=cfg.eval.reference_variant) if t.target == "teacher" else t
+            for n, t in tasks.items()}
+
+
+def split_loader(cfg: DictConfig, model: SpeechLLM, split: str, tasks: list[str] | None = None,
+                 need_target: bool = True):
+    """A deterministic loader over one split, one example per (clip, task); ``need_target=False``: also the
+    tasks a clip has no reference for (replies only)."""
+    chosen = {n: t for n, t in reference_tasks(cfg, model.tasks).items() if not tasks or n in tasks}
     d = cfg.data
     source = shard_sources(cfg)["test"] if split == "test" else [d.dir]
-    dm = ShardDataModule(test=source, test_split=split, sample_rate=d.sample_rate, n_mels=cfg.encoder.n_mels,
+    dm = ShardDataModule(test=source, test_split=split, sample_rate=d.sample_rate, features=build_features(cfg),
                          max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
                          bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed,
-                         eval_example_builder=ExampleBuilder(chosen, model.llm.prompter, all_tasks=True),
+                         eval_example_builder=ExampleBuilder(chosen, model.llm.prompter, all_tasks=True,
+                                                             need_target=need_target),
                          collate=collate)
     return dm.test_dataloader()
 
 
-def generation_records(model: SpeechLLM, batch: dict[str, Any]) -> list[dict[str, Any]]:
-    replies = model.generate(batch)
+@torch.no_grad()
+def cascade_replies(model: SpeechLLM, batch: dict[str, Any], with_labels: bool) -> list[str]:
+    """A cascade reference: the clip's transcript (and, ``with_labels``, its emotion and style in words) typed
+    into the speech slot of the same prompt, generated with the same settings as the speech model."""
+    llm = model.llm
+    words = [llm.prompter.encode(describe_speech(meta, with_labels)) for meta in batch["meta"]]
+    lens = torch.tensor([len(w) for w in words])
+    ids = torch.full((len(words), int(lens.max())), llm.pad_id, dtype=torch.long)
+    for i, w in enumerate(words):
+        ids[i, :len(w)] = torch.tensor(w)
+    device = llm.model.device
+    inputs = llm.splice(batch["prefix"], llm.model.get_input_embeddings()(ids.to(device)), lens.to(device),
+                        batch["suffix"], None, left_pad=True)
+    g = model.cfg.generation
+    return llm.generate(inputs["inputs_embeds"], inputs["attention_mask"], max_new_tokens=g.max_new_tokens,
+                        do_sample=g.do_sample, temperature=g.temperature, top_p=g.top_p)
+
+
+def generation_records(model: SpeechLLM, batch: dict[str, Any], cascade: str = "none") -> list[dict[str, Any]]:
+    """One record per example: the reply (from speech, or from words for a cascade) beside its reference."""
+    if cascade == "none":
+        replies = model.generate(batch)
+    else:
+        replies = cascade_replies(model, batch, with_labels=cascade == "transcript+labels")
     records = []
     for i, reply in enumerate(replies):
         meta = batch["meta"][i]
@@ -92,16 +126,26 @@ def probe_accuracies(pooled: dict[str, tuple[torch.Tensor, dict]]) -> dict[str, 
     return out
 
 
-def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = None,
+def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | None = None,
              model: SpeechLLM | None = None) -> dict[str, Any]:
-    """Generate, score and report; returns the metrics dict (also in ``<run>/eval/metrics.json``)."""
+    """Generate, score and report; returns the metrics dict (also in ``<run>/eval/metrics.json``).
+
+    ``ckpt`` None: a cascade reference (``eval.cascade``), the frozen LLM reading words; ``run_dir`` is then needed.
+    """
     from paralign.evaluation.report import write_report
     from paralign.evaluation.scoring import compute_metrics
 
+    cascade = cfg.eval.cascade
+    if (ckpt is None) != (cascade != "none"):
+        raise ValueError("a cascade reference (eval.cascade) is evaluated without a checkpoint; a trained model "
+                         "needs one")
+    if run_dir is None and ckpt is None:
+        raise ValueError("a cascade evaluation needs run_dir")
     run_dir = Path(run_dir) if run_dir else Path(ckpt).resolve().parents[1]
     out = run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    model = model if model is not None else load_trained(cfg, ckpt)
+    if model is None:
+        model = SpeechLLM(cfg).eval() if ckpt is None else load_trained(cfg, ckpt)
     gen_path = out / "generations.jsonl"
     records = _read_jsonl(gen_path)
     done = {(r["id"], r["task"]) for r in records}
@@ -110,13 +154,14 @@ def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = Non
     with gen_path.open("a") as sink, torch.no_grad():
         for batch in tqdm(split_loader(cfg, model, cfg.eval.split, list(cfg.eval.tasks)), desc="evaluating",
                           unit="batch"):
-            speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
-            for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
-                pooled.setdefault(key, (vec.float(), meta))
+            if cascade == "none":  # a cascade has no speech tokens to probe
+                speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
+                for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
+                    pooled.setdefault(key, (vec.float(), meta))
             clips_seen.update(batch["keys"])
             if all((k, t) in done for k, t in zip(batch["keys"], batch["task"])):
                 continue
-            new = generation_records(model, batch)
+            new = generation_records(model, batch, cascade)
             for rec in new:
                 sink.write(json.dumps(rec) + "\n")
             sink.flush()
@@ -127,7 +172,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path, run_dir: str | Path | None = Non
     judge = build_judge(cfg, model, out / "judge_cache.jsonl")
     metrics = compute_metrics(records, judge=judge)
     metrics["probe"] = probe_accuracies(pooled)
-    metrics["checkpoint"] = str(ckpt)
+    metrics["checkpoint"] = str(ckpt) if ckpt else f"none (cascade: {cascade})"
     metrics["recipe"] = cfg.name
     write_report(out, metrics, records, title=f"Evaluation of {cfg.name} ({cfg.eval.split} split)")
     log.info("evaluation written to %s", out)
@@ -138,7 +183,9 @@ def showcase_records(cfg: DictConfig, model: SpeechLLM) -> list[dict[str, Any]]:
     """Response-task replies for the showcase split (the same sentences spoken in several emotions)."""
     records: list[dict[str, Any]] = []
     with torch.no_grad():
-        for batch in split_loader(cfg, model, cfg.eval.showcase_split, ["response"]):
+        # replies only: a showcase clip needs no cached teacher reply (teacher.share may leave it out)
+        # replies only: a showcase clip needs no cached teacher reply (teacher.share may leave it out)
+        for batch in split_loader(cfg, model, cfg.eval.showcase_split, ["response"], need_target=False):
             records += generation_records(model, batch)
     return records
 

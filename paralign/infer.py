@@ -1,6 +1,7 @@
 """``paralign infer``: a user's own recordings in, the frozen LLM's replies out."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -8,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.audio import audio_problem, load_audio
 from datamodules.batching import pad_features
-from datamodules.features import LogMel
+from datamodules.features import build_features
 from lightning_modules.metadata import MetadataSpec, metadata_text, with_metadata
 from lightning_modules.speech_llm import SpeechLLM
 from lightning_modules.tasks import DEFAULT_INSTRUCTIONS
@@ -50,8 +51,9 @@ def load_wave(path: str | Path, sample_rate: int):
     return wave
 
 
-def load_clip(path: str | Path, sample_rate: int) -> torch.Tensor:
-    return LogMel(sample_rate=sample_rate)(load_wave(path, sample_rate))
+def load_clip(path: str | Path, sample_rate: int, features: Callable) -> torch.Tensor:
+    """A user's recording as the model's input, through the same features as its training data."""
+    return features(load_wave(path, sample_rate))
 
 
 def predicted_metadata(model: SpeechLLM, cfg: DictConfig, audio: list[str], spec: MetadataSpec) -> list[str]:
@@ -78,11 +80,12 @@ def infer(model: SpeechLLM, cfg: DictConfig, audio: list[str], template: str, me
     """One reply per audio file, generated in one batch; ``metadata``: one text per file shown next to the
     speech (method 2, explicit)."""
     templates = [with_metadata(template, m) for m in metadata] if metadata else [template] * len(audio)
+    features = build_features(cfg)
     examples = []
     for i, (path, user_turn) in enumerate(zip(audio, templates)):
         parts = model.llm.prompter.prompt_parts(user_turn)
-        examples.append({"key": str(i), "features": load_clip(path, cfg.data.sample_rate), "prefix": parts.prefix,
-                         "suffix": parts.suffix})
+        examples.append({"key": str(i), "features": load_clip(path, cfg.data.sample_rate, features),
+                         "prefix": parts.prefix, "suffix": parts.suffix})
     batch = pad_features(examples)
     return model.generate(batch, **generation)
 

@@ -19,6 +19,7 @@ from callbacks.run_snapshot import RunSnapshot
 from callbacks.sample_keys import SampleKeyLog
 from callbacks.throughput import Throughput
 from datamodules.datamodule import ShardDataModule
+from datamodules.features import build_features
 from lightning_modules.examples import ExampleBuilder, collate
 from lightning_modules.sharding import ShardedStrategy
 from lightning_modules.speech_llm import SpeechLLM
@@ -40,7 +41,7 @@ def build_datamodule(cfg: DictConfig, model: SpeechLLM) -> ShardDataModule:
     prompter = model.llm.prompter
     return ShardDataModule(
         train=sources["train"], val=sources["val"], test=sources["test"], sample_rate=d.sample_rate,
-        n_mels=cfg.encoder.n_mels, max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
+        features=build_features(cfg), max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
         bucket_window=d.bucket_window, shuffle_buffer=d.shuffle_buffer, num_workers=d.num_workers, seed=d.seed,
         example_builder=ExampleBuilder(model.tasks, prompter, d.examples_per_clip),
         eval_example_builder=ExampleBuilder(model.tasks, prompter, all_tasks=True),
@@ -101,6 +102,9 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
 
 def train(cfg: DictConfig) -> Path:
     """Prepare data, train, and return the run folder."""
+    if cfg.eval.cascade != "none":
+        raise ValueError(f"{cfg.name} is a cascade reference (eval.cascade={cfg.eval.cascade}): nothing to train; "
+                         "evaluate it with `paralign eval --recipe <recipe>` (no checkpoint)")
     # The frozen LLM stays in eval mode on purpose (FrozenLLM.train); Lightning would warn about it every run.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     pl.seed_everything(cfg.seed, workers=True)

@@ -1,4 +1,4 @@
-"""``paralign eval --recipe R --ckpt C [key=value ...]``."""
+"""``paralign eval --recipe R --ckpt C [key=value ...]`` (a cascade recipe needs no ``--ckpt``)."""
 from __future__ import annotations
 
 import argparse
@@ -9,24 +9,41 @@ from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate a trained run on the test split (report in <run>/eval/)",
+        "eval", help="evaluate a trained run (or a cascade reference) on the test split (report in <run>/eval/)",
         description="For every test clip and enabled task, the frozen LLM's reply from speech; then accuracy / F1 "
                     "of emotion and style answers, ROUGE and semantic similarity of replies, WER of asr, the linear "
                     "probe, bootstrap intervals, and (eval.judge=local|openai) an LLM judge with its validation. "
-                    "Writes eval/generations.jsonl, metrics.json, report.md and PNG plots. Resumable.")
+                    "Writes eval/generations.jsonl, metrics.json, report.md and PNG plots. Resumable. A cascade "
+                    "recipe (eval.cascade=transcript|transcript+labels) types the transcript into the LLM instead "
+                    "and takes no checkpoint.")
     add_recipe_arguments(parser, default="recipes/tiny.yaml")
-    parser.add_argument("--ckpt", required=True, help="checkpoint (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
-    parser.add_argument("--run-dir", default=None, help="where eval/ goes (default: the checkpoint's run folder)")
+    parser.add_argument("--ckpt", default=None, help="checkpoint (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
+    parser.add_argument("--run-dir", default=None, help="where eval/ goes (default: the checkpoint's run folder; "
+                                                        "for a cascade, run.dir or runs/<name>/<time>)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = recipe_from_args(args)
-    if not Path(args.ckpt).is_file():
+    cascade = cfg.eval.cascade != "none"
+    if cascade and args.ckpt:
+        raise SystemExit(f"error: {cfg.name} is a cascade reference (eval.cascade={cfg.eval.cascade}): it has no "
+                         "checkpoint; drop --ckpt")
+    if not cascade and not args.ckpt:
+        raise SystemExit("error: --ckpt is required (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
+    if args.ckpt and not Path(args.ckpt).is_file():
         raise SystemExit(f"error: checkpoint not found: {args.ckpt}")
     from paralign.evaluate import evaluate
     from paralign.summary import print_headline
 
-    metrics = evaluate(cfg, args.ckpt, args.run_dir)
+    run_dir = args.run_dir
+    if cascade:
+        from paralign.data import prepare_data
+        from paralign.train import resolve_run_dir
+
+        run_dir = args.run_dir or resolve_run_dir(cfg)
+        prepare_data(cfg)
+    metrics = evaluate(cfg, args.ckpt, run_dir)
     print_headline(metrics)
+    print(f"evaluation report: {Path(run_dir or Path(args.ckpt).resolve().parents[1]) / 'eval' / 'report.md'}")
     return 0

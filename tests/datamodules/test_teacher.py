@@ -254,3 +254,20 @@ def test_throughput_report(llm):
     report = teacher_throughput(llm, bench_prompts(llm, 4), batch_size=4, max_new_tokens=4)
     assert report["identical_replies"] == 4 and report["prompts"] == 4
     assert report["batched"]["replies_per_s"] > 0 and report["one_at_a_time"]["replies_per_s"] > 0
+
+
+def test_teacher_share_generates_for_a_stable_subset_and_leaves_the_rest(llm, shards, counted):
+    keys = [k for k, s in samples(shards).items() if s["meta"]["transcript"]]
+    chosen = {k for k in keys if teacher_mod.in_share(k, 0.5)}
+    assert 0 < len(chosen) < len(keys)  # the tiny corpus is split, not all-or-nothing
+    assert {k for k in keys if teacher_mod.in_share(k, 0.25)} <= chosen  # a smaller share keeps a subset
+    summary = generate_teacher_replies(recipe("teacher.share=0.5", "teacher.variants=[conditioned]"), shards, llm=llm)
+    assert summary.skipped["outside teacher.share"] == len(keys) - len(chosen)
+    assert counted["rows"] == summary.generated <= len(chosen)
+    for key, s in samples(shards).items():
+        if key in chosen:
+            assert s["teacher"]["response"]["conditioned"]["model"] == "tiny"
+        elif s["meta"]["transcript"]:  # not asked: the clip keeps what it held
+            assert s["teacher"]["response"]["conditioned"]["model"] == "template"
+    with pytest.raises(ValueError, match="teacher.share"):
+        generate_teacher_replies(recipe("teacher.share=0"), shards, llm=llm)

@@ -14,7 +14,7 @@ from lightning_modules.frozen_llm import IGNORE_INDEX
 from lightning_modules.losses import kl_full, kl_topk
 from lightning_modules.speech_llm import SpeechLLM, check_teacher_alignment
 from lightning_modules.tasks import build_tasks, emotion_sentence, sample_tasks
-from paralign.config import load_recipe
+from paralign.config import RecipeError, load_recipe
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
 
@@ -52,6 +52,12 @@ def test_task_without_target_is_not_sampled(model):
     clip["teacher"] = None  # no teacher reply: the response task cannot serve this clip
     names = [e["task"] for e in ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)(clip, random.Random(0))]
     assert sorted(names) == ["asr", "emotion"]
+    # replies only (the showcase): the response task is asked all the same, with nothing to supervise
+    builder = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True, need_target=False)
+    examples = {e["task"]: e for e in builder(clip, random.Random(0))}
+    assert sorted(examples) == ["asr", "emotion", "response"]
+    assert examples["response"]["target"] == [] and examples["response"]["target_text"] is None
+    assert examples["asr"]["target_text"] == "words number 0"
 
 
 def test_shares_drive_sampling():
@@ -98,6 +104,29 @@ def test_disabled_task_is_neither_sampled_nor_logged(tmp_path):
     model.training_step(batch, 0)
     assert not [k for k in logged if "asr" in k]
     assert {"train/emotion/loss", "train/response/loss", "train/emotion/weight"} <= set(logged)
+
+
+def test_classifier_pretrain_steps_train_the_heads_without_the_llm(monkeypatch):
+    torch.manual_seed(0)
+    model = SpeechLLM(tiny_cfg(classifier={"enabled": True, "labels": ["emotion"], "pretrain_steps": 3}))
+    batch = batch_for(model, [make_clip(0, 120), make_clip(1, 200, "happy")])
+    logged: dict[str, float] = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    model.log_dict = lambda values, **kw: logged.update(values)
+    calls = []
+    real = model.llm.label_logits
+    monkeypatch.setattr(model.llm, "label_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for step, llm_calls in ((2, 0), (3, 1)):  # steps 0-2 are the warm start; step 3 is a full step
+        monkeypatch.setattr(type(model), "global_step", property(lambda self, s=step: s))
+        logged.clear()
+        model.zero_grad()
+        model.training_step(batch, 0).backward()
+        assert len(calls) == llm_calls
+        assert "train/classifier/emotion/loss" in logged
+        assert ("train/emotion/loss" in logged) == (step == 3)
+        assert model.encoder.subsample.proj.weight.grad.abs().sum() > 0  # the encoder learns in both
+    with pytest.raises(RecipeError, match="classifier.pretrain_steps"):
+        load_recipe("recipes/tiny.yaml", ["classifier.pretrain_steps=5"])
 
 
 def test_ce_and_kl_equal_reference_computations():
