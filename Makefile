@@ -3,8 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PARALIGN := $(VENV)/bin/paralign
-# The demo (recipes/demo.yaml) becomes the default once its ~30-minute CPU run is verified end to end.
-RECIPE ?= recipes/tiny.yaml
+# The embedded demo: ~30 minutes on 2 CPU cores the first time (corpus, teacher replies, training, evaluation).
+RECIPE ?= recipes/demo.yaml
 ARGS ?=
 NODES ?= 1
 GPUS ?= 1

@@ -39,7 +39,7 @@ class ConformerEncoder(nn.Module):
 
     The normalisation is one fixed mean and scale for every clip and bin (``feature_mean`` / ``feature_std``),
     not per utterance: per-utterance normalisation would erase how loud a clip is, which is part of its emotion.
-    Padded frames are set to the mean (0 after normalisation) so they look like silence-free nothing, not speech.
+    Padded frames are set to 0 after normalisation (the mean), whatever the collate padded them with.
     """
 
     def __init__(self, n_mels: int = 80, d_model: int = 256, layers: int = 8, heads: int = 4, ffn_dim: int = 1024,

@@ -222,9 +222,13 @@ class SpeechLLM(pl.LightningModule):
         no_decay = [p for p in params if p.ndim < 2]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=tuple(o.betas))
-        total = max(1, self.cfg.trainer.max_steps)
+        # With a classifier warm start the schedule runs twice: over the warm-start steps, then afresh over the
+        # alignment steps (whose loss is a different function, so they start from the peak rate again).
+        pretrain = min(self.cfg.classifier.pretrain_steps, self.cfg.trainer.max_steps)
 
         def factor(step: int) -> float:
+            start, end = (0, pretrain) if step < pretrain else (pretrain, self.cfg.trainer.max_steps)
+            step, total = step - start, max(1, end - start)
             if step < o.warmup_steps:
                 return (step + 1) / max(1, o.warmup_steps)
             if o.scheduler == "constant":

@@ -216,13 +216,14 @@ def tiny_shards(out: Path, clips: int) -> Path:
 
 def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0, repeats: int = 3,
                   shards: str | None = None, shard_clips: int = 96, loader_samples: int = 320,
-                  prompts: int | None = None, single_prompts: int = 8,
+                  prompts: int | None = None, single_prompts: int = 8, bucket_window: int | None = None,
                   device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every measurement of the benchmark; returns ``{"machine", "settings", "rows", "details", "notes"}``.
 
     ``prompts`` (default: the recipe's ``teacher.batch_size``) are generated batched, ``single_prompts`` of them one
     at a time. The loader reads ``shards``, else the recipe's train shards, else ``shard_clips`` tone clips made
-    here, up to ``loader_samples`` per pass."""
+    here, up to ``loader_samples`` per pass. The bucketed loader side sorts ``bucket_window`` examples (default: the
+    recipe's ``data.bucket_window`` when it buckets at all, else 64)."""
     if repeats < 1 or batch_size < 1 or seconds <= 0:
         raise ValueError("repeats and batch size must be at least 1 and seconds positive")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -275,7 +276,8 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
 
         # The recipe's own example building (tasks, prompt tokens) and collate, in the workers, as training runs.
         builder = ExampleBuilder(build_tasks(cfg.tasks), llm.prompter, cfg.data.examples_per_clip)
-        runs = [loader_benchmark(source, cfg.data.num_workers, bucket_window=cfg.data.bucket_window,
+        window = bucket_window or (cfg.data.bucket_window if cfg.data.bucket_window > 1 else 64)
+        runs = [loader_benchmark(source, cfg.data.num_workers, bucket_window=window,
                                  max_batch_seconds=cfg.data.max_batch_seconds, max_batch_size=cfg.data.max_batch_size,
                                  max_samples=loader_samples, example_builder=builder, collate=collate)
                 for _ in tqdm(range(repeats), desc="loader", leave=False)]
@@ -283,6 +285,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
     loader = {side: median_of([{k: r[side][k] for k in keys} for r in runs]) for side in ("bucketed", "plain")}
     details["loader"] = {"shards": described, **loader,
                          "batches": runs[0]["bucketed"]["batches"], "num_workers": cfg.data.num_workers,
+                         "bucket_window": window,
                          "rates": "steady state, from the first batch on; startup_s is the workers' start-up"}
     rows.append(row("padding ratio: bucketed vs plain", "padded/total frames", "bucketed",
                     loader["bucketed"]["padding_ratio"], "plain", loader["plain"]["padding_ratio"],

@@ -150,25 +150,28 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     records = _read_jsonl(gen_path)
     done = {(r["id"], r["task"]) for r in records}
     pooled: dict[str, tuple[torch.Tensor, dict]] = {}
-    clips_seen: set[str] = set()
+    # One pass per task: a batch of one task stops generating when its replies end (an emotion answer is a few
+    # tokens, a response many), where mixed batches would all run as long as their longest reply.
+    tasks = [n for n in model.tasks if not cfg.eval.tasks or n in cfg.eval.tasks]
     with gen_path.open("a") as sink, torch.no_grad():
-        for batch in tqdm(split_loader(cfg, model, cfg.eval.split, list(cfg.eval.tasks)), desc="evaluating",
-                          unit="batch"):
-            if cascade == "none":  # a cascade has no speech tokens to probe
-                speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
-                for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
-                    pooled.setdefault(key, (vec.float(), meta))
-            clips_seen.update(batch["keys"])
-            if all((k, t) in done for k, t in zip(batch["keys"], batch["task"])):
-                continue
-            new = generation_records(model, batch, cascade)
-            for rec in new:
-                sink.write(json.dumps(rec) + "\n")
-            sink.flush()
-            records += new
-            done.update((r["id"], r["task"]) for r in new)
-            if cfg.eval.max_clips and len(clips_seen) >= cfg.eval.max_clips:
-                break
+        for task in tasks:
+            clips_seen: set[str] = set()
+            for batch in tqdm(split_loader(cfg, model, cfg.eval.split, [task]), desc=f"evaluating {task}",
+                              unit="batch"):
+                if cascade == "none":  # the probe's pooled tokens, once per clip (a cascade has none)
+                    speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
+                    for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
+                        pooled.setdefault(key, (vec.float(), meta))
+                clips_seen.update(batch["keys"])
+                if not all((k, t) in done for k, t in zip(batch["keys"], batch["task"])):
+                    new = generation_records(model, batch, cascade)
+                    for rec in new:
+                        sink.write(json.dumps(rec) + "\n")
+                    sink.flush()
+                    records += new
+                    done.update((r["id"], r["task"]) for r in new)
+                if cfg.eval.max_clips and len(clips_seen) >= cfg.eval.max_clips:
+                    break
     judge = build_judge(cfg, model, out / "judge_cache.jsonl")
     metrics = compute_metrics(records, judge=judge)
     metrics["probe"] = probe_accuracies(pooled)

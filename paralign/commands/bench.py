@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="prompts for the teacher generation row (default: the recipe's teacher.batch_size)")
     parser.add_argument("--shards", default=None,
                         help="shards for the loader rows (default: a temporary set of 96 tone clips)")
+    parser.add_argument("--bucket-window", type=int, default=None,
+                        help="examples sorted per bucket on the bucketed loader side (default: the recipe's "
+                             "data.bucket_window, or 64 where the recipe trains without buckets)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/bench.json"),
                         help="JSON report (default: %(default)s)")
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--shards {args.shards}: no such file or folder")
     try:
         report = run_benchmark(cfg, batch_size=args.batch_size, seconds=args.seconds, repeats=args.repeats,
-                               shards=args.shards, prompts=args.prompts, device=args.device)
+                               shards=args.shards, prompts=args.prompts, bucket_window=args.bucket_window,
+                               device=args.device)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     report["settings"]["recipe_path"] = str(args.recipe)

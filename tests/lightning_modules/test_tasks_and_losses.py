@@ -125,6 +125,14 @@ def test_classifier_pretrain_steps_train_the_heads_without_the_llm(monkeypatch):
         assert "train/classifier/emotion/loss" in logged
         assert ("train/emotion/loss" in logged) == (step == 3)
         assert model.encoder.subsample.proj.weight.grad.abs().sum() > 0  # the encoder learns in both
+    # the learning-rate schedule runs over the warm start, then afresh over the alignment steps
+    model = SpeechLLM(tiny_cfg(classifier={"enabled": True, "pretrain_steps": 10},
+                               optim={"lr": 1.0, "warmup_steps": 2, "scheduler": "cosine", "min_lr_ratio": 0.0},
+                               trainer={"max_steps": 30}))
+    schedule = model.configure_optimizers()["lr_scheduler"]["scheduler"]
+    factors = [schedule.lr_lambdas[0](step) for step in range(30)]
+    assert factors[0] == factors[10] == 0.5 and factors[1] == factors[11] == 1.0  # warm-up in each phase
+    assert factors[9] < 0.05 and factors[29] < 0.01 and factors[12] > 0.95  # decayed by each phase's end
     with pytest.raises(RecipeError, match="classifier.pretrain_steps"):
         load_recipe("recipes/tiny.yaml", ["classifier.pretrain_steps=5"])
 
