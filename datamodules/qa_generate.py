@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from datamodules.shard_writer import iter_shard_metadata, rewrite_shards, shard_files
-from datamodules.teacher import append_cache, generate_sorted, read_cache
+from datamodules.teacher import append_cache, generate_sorted, in_share, read_cache
 from datamodules.vocab import EMOTION_ADJECTIVE
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
@@ -263,6 +263,8 @@ def generate_qa(settings: DictConfig, shard_dir: str | os.PathLike, out_dir: str
         raise ValueError("the output folder must differ from the input shards: QA pairs go into new shards")
     if settings.pairs < 1:
         raise ValueError(f"qa_generation.pairs must be >= 1, got {settings.pairs}")
+    if not 0.0 < settings.share <= 1.0:
+        raise ValueError(f"qa_generation.share={settings.share} must be in (0, 1]")
     out.mkdir(parents=True, exist_ok=True)
     template = load_template(settings.prompt_version)
     generator = generator or build_generator(settings)
@@ -280,6 +282,8 @@ def generate_qa(settings: DictConfig, shard_dir: str | os.PathLike, out_dir: str
             summary.skipped["no transcript"] += 1
         elif not meta.get("emotion"):
             summary.skipped["no emotion label"] += 1
+        elif not in_share(str(meta["id"]), settings.share):
+            summary.skipped["outside qa_generation.share"] += 1
         else:
             text = fill_template(template, meta, settings.pairs)
             h = _prompt_hash(generator.generator_id, gen_settings, text)

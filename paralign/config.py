@@ -163,6 +163,7 @@ class QAGenerationConfig:
     api_key_env: Optional[str] = "OPENAI_API_KEY"
     prompt_version: str = "v1"  # prompts/qa_generate_<version>.txt
     pairs: int = 4  # pairs asked for per clip
+    share: float = 1.0  # of the clips of `splits`, the share asked about (a stable subset, as teacher.share)
     max_new_tokens: int = 320
     batch_size: int = 16
     max_question_words: int = 30

@@ -150,6 +150,19 @@ def test_happy_path_writes_new_shards_and_resumes(tiny_shards, tmp_path):
         generate_qa(settings(), tiny_shards, tiny_shards, generator=again)
 
 
+def test_share_asks_about_a_stable_subset(tiny_shards, tmp_path):
+    from datamodules.teacher import in_share
+
+    chosen = {meta["id"] for meta, _, _ in read_qa(tiny_shards).values() if in_share(meta["id"], 0.5)}
+    assert 0 < len(chosen) < 24
+    summary = generate_qa(settings(pairs=3, share=0.5), tiny_shards, tmp_path / "qa", generator=FakeGenerator())
+    assert summary.skipped["outside qa_generation.share"] == 24 - len(chosen)
+    clips = read_qa(tmp_path / "qa")
+    assert {meta["id"] for meta, pairs, _ in clips.values() if pairs} == chosen and len(clips) == 24  # all copied
+    with pytest.raises(ValueError, match="qa_generation.share"):
+        generate_qa(settings(share=0.0), tiny_shards, tmp_path / "qa2", generator=FakeGenerator())
+
+
 def test_tiny_llm_garbage_is_counted_as_rejected(tiny_shards, tmp_path, capsys):
     out = tmp_path / "qa"
     assert main(["qa-generate", "--shards", str(tiny_shards), "--out", str(out), "--model", "tiny",
