@@ -35,6 +35,7 @@ class PreemptionCheckpoint(pl.Callback):
         self.received: signal.Signals | None = None
         self._previous: dict[signal.Signals, Any] = {}
         self._requeue = False
+        self._saved_at: int | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Before Lightning installs its handlers (Trainer._run): it then leaves SIGUSR1 alone (a handler is already
@@ -48,10 +49,22 @@ class PreemptionCheckpoint(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        self._save_if_stopping(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning's Timer decides at the same batch end, a moment after this callback looked: when the time ran
+        # out in between (or a signal came after the last step), training stops all the same, and the checkpoint
+        # is written here, still right after that step.
+        self._save_if_stopping(trainer)
+
+    def _save_if_stopping(self, trainer: pl.Trainer) -> None:
+        if self._saved_at == trainer.global_step:  # this stop is saved already (at the batch end)
+            return
         time_up = any(isinstance(c, Timer) and _ran_out(c) for c in trainer.callbacks)
         # One small collective per step, so that every rank saves at the same step (the save is a collective too).
         if not trainer.strategy.reduce_boolean_decision(self.received is not None or time_up, all=False):
             return
+        self._saved_at = trainer.global_step
         reason = self.received.name if self.received is not None else "max_time"
         path = _next_hpc_path(Path(trainer.default_root_dir))
         trainer.save_checkpoint(path)

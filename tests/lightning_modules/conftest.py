@@ -16,7 +16,9 @@ def tiny_cfg(tasks: dict | None = None, **sections):
     cfg = OmegaConf.structured(Recipe)
     base = {
         "llm": {"name": "tiny"},
-        "encoder": {"d_model": 32, "layers": 1, "heads": 2, "ffn_dim": 64, "kernel_size": 7, "dropout": 0.0},
+        # make_clip's features are standard normal already, not log-mel near -7: no shift or scale for them
+        "encoder": {"d_model": 32, "layers": 1, "heads": 2, "ffn_dim": 64, "kernel_size": 7, "dropout": 0.0,
+                    "feature_mean": 0.0, "feature_std": 1.0},
         "optim": {"lr": 3e-3, "warmup_steps": 0, "scheduler": "constant"},
         "tasks": tasks if tasks is not None else {"emotion": {}, "asr": {}, "response": {}},
     }

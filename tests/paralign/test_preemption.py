@@ -81,3 +81,13 @@ def test_max_time_saves_where_training_stops(tmp_path):
     trainer = fit(tmp_path, SignalsItself(step_seconds=0.2), max_time={"seconds": 1})
     assert 0 < trainer.global_step < 20
     assert saved_step(tmp_path / "hpc_ckpt_1.ckpt") == trainer.global_step
+
+
+def test_max_time_seen_only_by_lightnings_timer_still_saves(tmp_path, monkeypatch):
+    """The time runs out between this callback's look at a batch end and the Timer's, a moment later: the Timer
+    stops training, and the checkpoint must still be written where it stopped (once)."""
+    monkeypatch.setattr(PreemptionCheckpoint, "on_train_batch_end", lambda *args: None)  # always looks too early
+    trainer = fit(tmp_path, SignalsItself(step_seconds=0.2), max_time={"seconds": 1})
+    assert 0 < trainer.global_step < 20
+    assert [p.name for p in tmp_path.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_1.ckpt"]
+    assert saved_step(tmp_path / "hpc_ckpt_1.ckpt") == trainer.global_step
