@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
@@ -89,15 +90,35 @@ def build_strategy(t: DictConfig) -> str | ShardedStrategy:
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
-    """The newest of ``last.ckpt`` and Lightning's SLURM ``hpc_ckpt_*.ckpt`` (saved on SIGUSR1, possibly newer)."""
+    """The furthest of ``last.ckpt`` and the preemption checkpoint ``hpc_ckpt_<n>.ckpt`` (callbacks/preemption.py).
+
+    Ordered by the step they hold, not by mtime: a preemption save on a step that is also a ``last.ckpt`` step is
+    followed a moment later by ``last.ckpt`` (Lightning runs ModelCheckpoint last). At equal steps they hold the
+    same state, and the preemption checkpoint, written for this stop, is the one taken. An unreadable file (cut
+    mid-write) is passed over with a warning; when no file is readable the run stops rather than start afresh."""
     if cfg.run.resume != "auto":
         return None
-    candidates = [p for p in [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
-    if not candidates:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    found = [p for p in [last, *run_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
+    steps = {}
+    for path in found:
+        try:
+            steps[path] = saved_step(path)
+        except Exception as error:
+            log.warning("cannot read the checkpoint %s (%s): not resuming from it", path, error)
+    if found and not steps:
+        raise RuntimeError(f"no readable checkpoint to resume from in {run_dir}: {', '.join(map(str, found))}; "
+                           "move them away or set run.resume=never to start afresh")
+    if not steps:
         return None
-    newest = max(candidates, key=lambda p: p.stat().st_mtime)
-    log.info("resuming from %s", newest)
-    return str(newest)
+    chosen = max(steps, key=lambda p: (steps[p], p != last))
+    log.info("resuming from %s (step %d)", chosen, steps[chosen])
+    return str(chosen)
+
+
+def saved_step(path: Path) -> int:
+    """``global_step`` of a Lightning checkpoint file, read without loading its tensors (mmap)."""
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
 
 
 def train(cfg: DictConfig) -> Path:

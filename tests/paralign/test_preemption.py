@@ -9,9 +9,12 @@ import time
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import OmegaConf
 
 from callbacks.preemption import PreemptionCheckpoint
+from paralign.train import resume_checkpoint
 
 
 class SignalsItself(pl.LightningModule):
@@ -33,10 +36,11 @@ class SignalsItself(pl.LightningModule):
         return torch.utils.data.DataLoader(torch.randn(64, 4), batch_size=2)
 
 
-def fit(root, model: SignalsItself, **trainer_args) -> pl.Trainer:
+def fit(root, model: SignalsItself, callbacks: list[pl.Callback] | None = None, **trainer_args) -> pl.Trainer:
     trainer = pl.Trainer(default_root_dir=root, max_steps=20, accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                         callbacks=[PreemptionCheckpoint()], **trainer_args)
+                         enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=callbacks is not None,
+                         callbacks=callbacks or [PreemptionCheckpoint()], **trainer_args)
     trainer.fit(model)
     return trainer
 
@@ -91,3 +95,34 @@ def test_max_time_seen_only_by_lightnings_timer_still_saves(tmp_path, monkeypatc
     assert 0 < trainer.global_step < 20
     assert [p.name for p in tmp_path.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_1.ckpt"]
     assert saved_step(tmp_path / "hpc_ckpt_1.ckpt") == trainer.global_step
+
+
+def test_a_preemption_save_on_a_last_ckpt_step_is_the_one_resumed(tmp_path, monkeypatch):
+    """Lightning runs ModelCheckpoint after every other callback, so a preemption save on a step that is also a
+    last.ckpt step is followed by a newer last.ckpt of the same step: the run must resume from the preemption
+    checkpoint all the same (and never from an older last.ckpt)."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    last = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="last", save_top_k=0, save_last=True,
+                           every_n_train_steps=2)
+    fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=3), callbacks=[PreemptionCheckpoint(), last])
+    hpc, last_ckpt = tmp_path / "hpc_ckpt_1.ckpt", tmp_path / "checkpoints" / "last.ckpt"
+    assert saved_step(hpc) == saved_step(last_ckpt) == 4
+    assert last_ckpt.stat().st_mtime_ns >= hpc.stat().st_mtime_ns
+    cfg = OmegaConf.create({"run": {"resume": "auto"}})
+    assert resume_checkpoint(cfg, tmp_path) == str(hpc)
+
+    torch.save({"global_step": 6}, last_ckpt)  # training went on past the preemption: the furthest state wins
+    os.utime(last_ckpt, ns=(0, 0))  # whatever the mtimes say (a copied run folder)
+    assert resume_checkpoint(cfg, tmp_path) == str(last_ckpt)
+    assert resume_checkpoint(OmegaConf.create({"run": {"resume": "never"}}), tmp_path) is None
+
+
+def test_an_unreadable_checkpoint_is_passed_over_and_none_readable_stops_the_run(tmp_path):
+    cfg = OmegaConf.create({"run": {"resume": "auto"}})
+    assert resume_checkpoint(cfg, tmp_path) is None  # a fresh run folder
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"cut mid-wri")
+    with pytest.raises(RuntimeError, match="no readable checkpoint to resume from.*run.resume=never"):
+        resume_checkpoint(cfg, tmp_path)
+    torch.save({"global_step": 3}, tmp_path / "hpc_ckpt_1.ckpt")
+    assert resume_checkpoint(cfg, tmp_path) == str(tmp_path / "hpc_ckpt_1.ckpt")
