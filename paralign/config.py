@@ -220,6 +220,8 @@ class EvalConfig:
     max_clips: int = 0  # 0: all
     judge: str = "none"  # none | local | openai
     judge_model: Optional[str] = None
+    # local judge: expected = the probability-weighted score over the rubric's bands (G-Eval); generate = greedy
+    judge_mode: str = "expected"
     judge_base_url: Optional[str] = None
     after_train: bool = False  # evaluate the last checkpoint when training ends (the demo does)
     showcase_split: Optional[str] = None  # a split whose clips are printed side by side after evaluation
@@ -282,6 +284,7 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
         "data.source": ("synth", "tiny", "shards"), "data.features": ("logmel", "hf"),
         "run.resume": ("auto", "never"),
         "trainer.strategy": ("auto", "ddp", "fsdp"), "eval.judge": ("none", "local", "openai"),
+        "eval.judge_mode": ("expected", "generate"),
         "eval.reference_variant": ("conditioned", "plain"), "eval.cascade": ("none", "transcript", "transcript+labels"),
     }
     for name, task in cfg.tasks.items():

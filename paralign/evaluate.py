@@ -187,7 +187,6 @@ def showcase_records(cfg: DictConfig, model: SpeechLLM) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     with torch.no_grad():
         # replies only: a showcase clip needs no cached teacher reply (teacher.share may leave it out)
-        # replies only: a showcase clip needs no cached teacher reply (teacher.share may leave it out)
         for batch in split_loader(cfg, model, cfg.eval.showcase_split, ["response"], need_target=False):
             records += generation_records(model, batch)
     return records
@@ -203,4 +202,5 @@ def build_judge(cfg: DictConfig, model: SpeechLLM, cache_path: Path):
         if not (cfg.eval.judge_base_url and cfg.eval.judge_model):
             raise ValueError("eval.judge=openai needs eval.judge_base_url and eval.judge_model")
         return OpenAIJudge(cfg.eval.judge_base_url, cfg.eval.judge_model, cache_path=cache_path)
-    return LocalJudge(model.llm.model, model.llm.prompter.tokenizer, cache_path=cache_path)
+    return LocalJudge(model.llm.model, model.llm.prompter.tokenizer, mode=cfg.eval.judge_mode,
+                      cache_path=cache_path)

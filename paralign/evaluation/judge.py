@@ -1,7 +1,7 @@
 """An LLM judge that scores each reply 0-100 for fitting both what the speaker said and how they felt.
 
 Backends: any OpenAI-compatible chat-completions endpoint (:class:`OpenAIJudge`) or a local transformers causal
-LM (:class:`LocalJudge`). Malformed judge output is retried with a stricter reminder, then recorded as unparsed
+LM (:class:`LocalJudge`, by default the probability-weighted score of G-Eval). Malformed judge output is retried with a stricter reminder, then recorded as unparsed
 (score None) and left out of the mean, never scored 0. Results are cached in a JSONL file keyed by a hash of
 (judge id, prompt, reply) so a re-run only asks about new items. The API key is read from the environment at
 request time and is never logged, cached or stored on the object.
@@ -223,32 +223,81 @@ class OpenAIJudge(Judge):
         return drop_cut_number(text) if finish == "length" else text
 
 
-class LocalJudge(Judge):
-    """A local transformers causal LM as judge: greedy generation through its chat template."""
+# The midpoints of the rubric's five bands: what the expected-score judge weighs by probability.
+BAND_SCORES = (5, 25, 55, 80, 95)
 
-    def __init__(self, model, tokenizer, *, name: str | None = None, max_new_tokens: int = 24, **kwargs: Any):
+
+class LocalJudge(Judge):
+    """A local transformers causal LM as judge, through its chat template.
+
+    ``mode="expected"`` (the default) scores like G-Eval (Liu et al., 2023): after the forced answer prefix
+    "Score: ", the probability the model gives each band's score (:data:`BAND_SCORES`, each followed by the end of
+    turn), renormalised, weighs the expected score. A small model decoded greedily gives nearly every reply the same
+    number (SmolLM2-135M answers 90 to everything), so its scores cannot rank replies; its probabilities still can,
+    a little. ``mode="generate"`` decodes the answer greedily and parses it, as an endpoint judge does."""
+
+    def __init__(self, model, tokenizer, *, name: str | None = None, mode: str = "expected",
+                 max_new_tokens: int = 24, **kwargs: Any):
         super().__init__(**kwargs)
         if tokenizer.chat_template is None:
             raise ValueError("LocalJudge needs a tokenizer with a chat template")
+        if mode not in ("expected", "generate"):
+            raise ValueError(f"LocalJudge mode must be 'expected' or 'generate', got {mode!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.mode = mode
         self.max_new_tokens = max_new_tokens
-        self.judge_id = f"local:{name or getattr(model.config, 'name_or_path', '') or type(model).__name__}"
+        name = name or getattr(model.config, "name_or_path", "") or type(model).__name__
+        self.judge_id = f"local:{name}" if mode == "generate" else f"local-expected:{name}"
 
     def complete(self, prompt: str) -> str:
+        return self._expected(prompt) if self.mode == "expected" else self._generate(prompt)
+
+    def _chat(self, prompt: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+
+    def _generate(self, prompt: str) -> str:
         import torch
 
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
         ids = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            self._chat(prompt), add_generation_prompt=True, return_tensors="pt", return_dict=True
         )["input_ids"].to(self.model.device)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
-                do_sample=False, pad_token_id=pad_id,
+                do_sample=False, pad_token_id=self._pad_id(),
             )
         new = out[0, ids.shape[1]:]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         hit_limit = len(new) >= self.max_new_tokens and int(new[-1]) != self.tokenizer.eos_token_id
         return drop_cut_number(text) if hit_limit else text
+
+    def _expected(self, prompt: str) -> str:
+        """``Score: E`` with the band probabilities after it (kept in the cache's ``raw`` for a reader)."""
+        import torch
+
+        text = self.tokenizer.apply_chat_template(self._chat(prompt), add_generation_prompt=True, tokenize=False)
+        prefix = self.tokenizer(text + "Score: ", add_special_tokens=False)["input_ids"]
+        options = [self.tokenizer(str(s), add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+                   for s in BAND_SCORES]
+        width = len(prefix) + max(map(len, options))
+        ids = torch.full((len(options), width), self._pad_id(), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, option in enumerate(options):  # right padding: every option's tokens follow the same prefix
+            ids[row, :len(prefix) + len(option)] = torch.tensor(prefix + option)
+            mask[row, :len(prefix) + len(option)] = 1
+        with torch.no_grad():
+            logits = self.model(input_ids=ids.to(self.model.device),
+                                attention_mask=mask.to(self.model.device)).logits.float()
+        log_probs = logits.log_softmax(-1).cpu()
+        totals = torch.stack([  # log P(option | prefix): each option token scored at the position before it
+            sum(log_probs[row, len(prefix) + i - 1, token] for i, token in enumerate(option))
+            for row, option in enumerate(options)])
+        probs = totals.softmax(0)
+        expected = float((probs * torch.tensor(BAND_SCORES, dtype=torch.float)).sum())
+        shown = " ".join(f"{s}={float(p):.3f}" for s, p in zip(BAND_SCORES, probs))
+        return f"Score: {expected:.1f} (band probabilities {shown})"
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id

@@ -1,4 +1,5 @@
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -159,7 +160,7 @@ def _tiny_judge(**kwargs):
 
 @pytest.mark.slow  # imports the transformers Llama stack: ~6 s alone
 def test_local_judge_random_model_is_counted_unparsed_or_scored():
-    judge, _, _ = _tiny_judge(retries=1, max_new_tokens=4)
+    judge, _, _ = _tiny_judge(mode="generate", retries=1, max_new_tokens=4)
     (result,) = judge.score([RECORD])
     assert judge.judge_id == "local:tiny"
     assert result.score == parse_score(result.raw)
@@ -184,14 +185,65 @@ def _steer(model, tok, tokens):
 
 
 def test_local_judge_generates_through_chat_template(tmp_path):
-    judge, model, tok = _tiny_judge(cache_path=tmp_path / "c.jsonl")
+    judge, model, tok = _tiny_judge(mode="generate", cache_path=tmp_path / "c.jsonl")
     _steer(model, tok, ["7", "7", tok.eos_token])
     (result,) = judge.score([RECORD])
     assert (result.raw, result.score, result.attempts) == ("77", 77.0, 1)
 
 
 def test_local_judge_does_not_read_a_cut_number():
-    judge, model, tok = _tiny_judge(max_new_tokens=2, retries=1)
+    judge, model, tok = _tiny_judge(mode="generate", max_new_tokens=2, retries=1)
     _steer(model, tok, ["9"])  # "99..." cut at the token limit: "99" could be the start of anything
     (result,) = judge.score([RECORD])
     assert result.score is None and result.attempts == 2
+
+
+class BigramLM(torch.nn.Module):
+    """A causal LM whose next-token logits depend on the current token only, from a table a test fills in."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.zeros(vocab_size, vocab_size), requires_grad=False)
+        self.config = type("Config", (), {"name_or_path": "bigram"})()
+
+    @property
+    def device(self) -> torch.device:
+        return self.table.device
+
+    def forward(self, input_ids, attention_mask=None):
+        return type("Output", (), {"logits": self.table[input_ids]})()
+
+
+def test_expected_judge_weighs_the_band_scores_by_their_probability(tmp_path):
+    from lightning_modules.tiny_llm import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    model = BigramLM(len(tok))
+    token = tok.convert_tokens_to_ids
+    # After "Score: " the model says "8" (e^4 against 1 for any other digit), then "0", then ends its turn:
+    # "80" is the likeliest band, "5", "25", "55" and "95" share the rest.
+    model.table.data[token("Ġ"), token("8")] = 4.0  # byte-level "Ġ" is the space
+    model.table.data[token("8"), token("0")] = 20.0
+    model.table.data[token("0"), tok.eos_token_id] = 20.0
+    for digit in "59":
+        model.table.data[token(digit), tok.eos_token_id] = 20.0
+    model.table.data[token("2"), token("5")] = 20.0  # and "55" is unlikely: after a "5" the turn ends
+    judge = LocalJudge(model, tok, name="bigram", cache_path=tmp_path / "c.jsonl")
+    (result,) = judge.score([RECORD])
+    assert judge.judge_id == "local-expected:bigram"
+    assert result.attempts == 1 and result.raw.startswith(f"Score: {result.score:.1f} (band probabilities")
+    probs = dict(re.findall(r"(\d+)=([\d.]+)", result.raw.split("(", 1)[1]))
+    assert set(probs) == {"5", "25", "55", "80", "95"}
+    assert float(probs["80"]) > 0.8 and max(float(p) for b, p in probs.items() if b != "80") < 0.1
+    weighted = sum(int(b) * float(p) for b, p in probs.items())
+    assert result.score == pytest.approx(weighted, abs=0.2) and 70 < result.score < 80
+    model.table.data[token("Ġ"), token("8")] = 0.0  # no preference left: the scores mean less, not more
+    flat = LocalJudge(model, tok, name="bigram-flat").score([RECORD])[0].score
+    assert flat < result.score
+
+
+def test_local_judge_mode_is_checked():
+    from lightning_modules.tiny_llm import tiny_tokenizer
+
+    with pytest.raises(ValueError, match="mode must be 'expected' or 'generate'"):
+        LocalJudge(BigramLM(8), tiny_tokenizer(), mode="greedy")

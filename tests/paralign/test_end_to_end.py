@@ -46,8 +46,14 @@ def test_eval_report_and_resume(tiny_run):
     assert {"emotion", "asr", "response"} <= set(metrics["tasks"])
     lines = (out / "generations.jsonl").read_text().splitlines()
     assert (out / "report.md").exists() and lines
-    assert main(["eval", "--ckpt", ckpt, *args]) == 0  # a second run reuses every generation
+    # A second run reuses every generation; here it also asks the judge (the frozen tiny LLM, expected scores).
+    assert main(["eval", "--ckpt", ckpt, *args, "eval.judge=local"]) == 0
     assert len((out / "generations.jsonl").read_text().splitlines()) == len(lines)
+    judge = json.loads((out / "metrics.json").read_text())["judge"]
+    emotion_items = sum(json.loads(line)["task"] == "emotion" for line in lines)
+    assert judge["id"].startswith("local-expected:") and judge["validation"]["n"] == emotion_items > 0
+    assert 5 <= json.loads((out / "metrics.json").read_text())["tasks"]["response"]["metrics"]["judge"]["value"] <= 95
+    assert "## LLM judge" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
