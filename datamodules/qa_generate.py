@@ -3,7 +3,16 @@
 An LLM (a local transformers model or an OpenAI-compatible endpoint) gets each clip's transcript with its
 categorical and dimensional emotion annotations through a versioned prompt template
 (``datamodules/prompts/qa_generate_<version>.txt``) and answers with a JSON list of pairs mixing content questions
-and questions that need the emotion in context. Replies are parsed, validated, deduplicated and filtered; every
+and questions that need the emotion in context. Two template formats:
+
+- a JSON template (``{pairs}`` in it, ``v1``): one prompt per clip asks for a JSON list of typed pairs, what an
+  endpoint model does well;
+- a line template (``{instruction}`` in it, ``v2``): one prompt per clip asks for one pair of one question type
+  (content or content+emotion, alternating by clip) as ``Question: ...`` / ``Answer: ...`` lines. With
+  ``reply_prefix: "Question:"`` the local model's reply starts there; SmolLM2-135M follows this and copies the JSON
+  template's example instead of answering it.
+
+Replies are parsed, validated, deduplicated and filtered; every
 rejection is counted by reason. Raw replies are cached in ``qa_cache.jsonl`` in the output folder (a cut run
 resumes without asking again, and a change of filters re-parses without regenerating). The pairs go into new
 shards: ``<key>.qa.json`` is the list of kept pairs, each with the prompt version and the generator it came from.
@@ -14,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,33 +38,58 @@ from datamodules.teacher import append_cache, generate_sorted, in_share, read_ca
 from datamodules.vocab import EMOTION_ADJECTIVE
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
-PLACEHOLDERS = ("{transcript}", "{emotion}", "{valence}", "{arousal}", "{dominance}", "{pairs}")
+PLACEHOLDERS = ("{transcript}", "{emotion}", "{valence}", "{arousal}", "{dominance}")
 QUESTION_TYPES = ("content", "content+emotion", "content+gender")
+# What a line template asks for, by question type (clips alternate between the two).
+INSTRUCTIONS = {
+    "content": "Write a question about what they said, and its answer.",
+    "content+emotion": "Write a question about what they said, and a good answer that takes into account how they "
+                       "feel.",
+}
+_LINE_PAIR = re.compile(r"question\s*\d*\s*:\s*(.+?)\s*\n\s*(?:\n\s*)*answer\s*\d*\s*:\s*(.+?)\s*(?:\n\s*\n|$)",
+                        re.IGNORECASE | re.DOTALL)
 CACHE_NAME = "qa_cache.jsonl"
 SUMMARY_NAME = "qa_summary.json"
 
 
 # ---- the prompt ----------------------------------------------------------------------------------------------------
 def load_template(version: str) -> str:
-    """The prompt template of ``version`` (e.g. ``v1``); every placeholder must be in it."""
+    """The prompt template of ``version`` (e.g. ``v1``): every placeholder in it, and ``{pairs}`` (a JSON template)
+    or ``{instruction}`` (a line template)."""
     path = PROMPT_DIR / f"qa_generate_{version}.txt"
     if not path.is_file():
         known = sorted(p.stem.removeprefix("qa_generate_") for p in PROMPT_DIR.glob("qa_generate_*.txt"))
         raise ValueError(f"no QA prompt template {path.name} (versions: {', '.join(known)})")
     text = path.read_text(encoding="utf-8")
     missing = [p for p in PLACEHOLDERS if p not in text]
+    if ("{pairs}" in text) == ("{instruction}" in text):
+        missing.append("exactly one of {pairs} and {instruction}")
     if missing:
         raise ValueError(f"{path}: the template lacks {', '.join(missing)}")
     return text
 
 
-def fill_template(template: str, meta: dict[str, Any], pairs: int) -> str:
-    """The generator prompt of one clip. Plain replacement, so the template's JSON braces need no escaping."""
+def is_line_template(template: str) -> bool:
+    return "{instruction}" in template
+
+
+def line_question_type(clip_id: str) -> str:
+    """The question type a line template asks about for this clip: stable, half the clips each."""
+    return ("content", "content+emotion")[zlib.crc32(clip_id.encode()) % 2]
+
+
+def fill_template(template: str, meta: dict[str, Any], pairs: int, question_type: str | None = None) -> str:
+    """The generator prompt of one clip. Plain replacement, so the template's JSON braces need no escaping.
+    A line template needs ``question_type`` (its instruction)."""
     def dim(name: str) -> str:
         return "unknown" if meta.get(name) is None else f"{float(meta[name]):.1f}"
 
     values = {"{transcript}": meta["transcript"].strip(), "{emotion}": meta["emotion"], "{valence}": dim("valence"),
               "{arousal}": dim("arousal"), "{dominance}": dim("dominance"), "{pairs}": str(pairs)}
+    if is_line_template(template):
+        if question_type not in INSTRUCTIONS:
+            raise ValueError(f"a line template asks one of {', '.join(INSTRUCTIONS)}, not {question_type!r}")
+        values["{instruction}"] = INSTRUCTIONS[question_type]
     for slot, value in values.items():
         template = template.replace(slot, value)
     return template
@@ -63,7 +98,8 @@ def fill_template(template: str, meta: dict[str, Any], pairs: int) -> str:
 # ---- parsing and filtering -----------------------------------------------------------------------------------------
 def parse_reply(reply: str) -> list | None:
     """The list of candidate pairs in a generator reply (code fences and prose around the JSON are tolerated;
-    ``{"pairs": [...]}`` and a lone pair object are accepted), or None when no JSON list can be found."""
+    ``{"pairs": [...]}`` and a lone pair object are accepted), else the ``Question: ...`` / ``Answer: ...`` pairs
+    of a line reply (without a type; each answer ends at a blank line), or None when there are neither."""
     text = re.sub(r"```(?:json)?", "", reply or "").strip()
     candidates = [text]
     for open_, close in (("[", "]"), ("{", "}")):
@@ -84,7 +120,13 @@ def parse_reply(reply: str) -> list | None:
                          None)
             if inner is not None:
                 return inner
-    return None
+    lines = [{"question": _unquote(q), "answer": _unquote(a)} for q, a in _LINE_PAIR.findall(text)]
+    return lines or None
+
+
+def _unquote(text: str) -> str:
+    text = " ".join(text.split())
+    return text[1:-1].strip() if len(text) > 1 and text[0] == text[-1] == '"' else text
 
 
 def _norm(text: str) -> str:
@@ -117,15 +159,17 @@ def leaks_label(question: str, emotion: str | None) -> bool:
     return bool(words & {emotion.lower(), EMOTION_ADJECTIVE.get(emotion, emotion).lower()})
 
 
-def check_pair(item: Any, emotion: str | None, rules: QAFilter) -> tuple[dict | None, str | None]:
+def check_pair(item: Any, emotion: str | None, rules: QAFilter,
+               question_type: str | None = None) -> tuple[dict | None, str | None]:
     """``(pair, None)`` for a usable pair, else ``(None, reason)`` with reason one of ``not_an_object``,
-    ``empty``, ``bad_type``, ``too_long``, ``answer_repeats_question``, ``label_leak``."""
+    ``empty``, ``bad_type``, ``too_long``, ``answer_repeats_question``, ``label_leak``. ``question_type``: the
+    type a line prompt asked for (its pairs carry none)."""
     if not isinstance(item, dict):
         return None, "not_an_object"
     question, answer = item.get("question"), item.get("answer")
     if not isinstance(question, str) or not isinstance(answer, str) or not question.strip() or not answer.strip():
         return None, "empty"
-    qtype = normalise_type(item.get("type"))
+    qtype = normalise_type(item.get("type", question_type))
     if qtype is None:
         return None, "bad_type"
     question, answer = " ".join(question.split()), " ".join(answer.split())
@@ -140,7 +184,8 @@ def check_pair(item: Any, emotion: str | None, rules: QAFilter) -> tuple[dict | 
     return {"question": question, "answer": answer, "type": qtype}, None
 
 
-def select_pairs(reply: str, emotion: str | None, rules: QAFilter, rejected: Counter) -> list[dict]:
+def select_pairs(reply: str, emotion: str | None, rules: QAFilter, rejected: Counter,
+                 question_type: str | None = None) -> list[dict]:
     """The kept pairs of one reply, in order: valid, not a duplicate question, at most ``rules.max_pairs``.
     Every rejection is counted in ``rejected`` (an unreadable reply once, as ``unparsable_reply``)."""
     items = parse_reply(reply)
@@ -150,7 +195,7 @@ def select_pairs(reply: str, emotion: str | None, rules: QAFilter, rejected: Cou
     kept: list[dict] = []
     seen: set[str] = set()
     for item in items:
-        pair, reason = check_pair(item, emotion, rules)
+        pair, reason = check_pair(item, emotion, rules, question_type)
         if pair is not None and _norm(pair["question"]) in seen:
             pair, reason = None, "duplicate"
         if pair is not None and len(kept) >= rules.max_pairs:
@@ -174,7 +219,8 @@ class QAGenerator(Protocol):
 class LocalGenerator:
     """A local transformers causal LM through its chat template; batched greedy generation (the teacher's)."""
 
-    def __init__(self, name: str, *, max_new_tokens: int, batch_size: int, tiny: dict | None = None) -> None:
+    def __init__(self, name: str, *, max_new_tokens: int, batch_size: int, reply_prefix: str = "",
+                 tiny: dict | None = None) -> None:
         import torch
 
         from lightning_modules.frozen_llm import FrozenLLM
@@ -185,14 +231,16 @@ class LocalGenerator:
         self.llm = FrozenLLM(model, ChatPrompter(tokenizer), model_id=name)
         if torch.cuda.is_available():
             self.llm.to("cuda")
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.max_new_tokens, self.batch_size, self.reply_prefix = max_new_tokens, batch_size, reply_prefix
         self.generator_id = f"local:{name}"
 
     def replies(self, prompts: list[str]) -> Iterator[tuple[list[int], list[str]]]:
         prompter = self.llm.prompter
-        ids = [prompter.encode(prompter.render(p)) for p in prompts]
+        # The reply prefix is the start of the assistant turn: the model goes on from it.
+        ids = [prompter.encode(prompter.render(p) + self.reply_prefix) for p in prompts]
         for idx, reply_ids in generate_sorted(self.llm, ids, self.batch_size, self.max_new_tokens):
-            yield idx, [prompter.tokenizer.decode(r, skip_special_tokens=True).strip() for r in reply_ids]
+            yield idx, [(self.reply_prefix + prompter.tokenizer.decode(r, skip_special_tokens=True)).strip()
+                        for r in reply_ids]
 
 
 class EndpointGenerator:
@@ -217,9 +265,13 @@ class EndpointGenerator:
 
 def build_generator(settings: DictConfig) -> QAGenerator:
     if settings.base_url:
+        if settings.reply_prefix:
+            raise ValueError("qa_generation.reply_prefix starts a local model's reply; a chat-completions endpoint "
+                             "has no such option: leave it empty with qa_generation.base_url")
         return EndpointGenerator(settings.base_url, settings.model, api_key_env=settings.api_key_env,
                                  max_new_tokens=settings.max_new_tokens)
-    return LocalGenerator(settings.model, max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
+    return LocalGenerator(settings.model, max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
+                          reply_prefix=settings.reply_prefix)
 
 
 # ---- the run -------------------------------------------------------------------------------------------------------
@@ -269,11 +321,13 @@ def generate_qa(settings: DictConfig, shard_dir: str | os.PathLike, out_dir: str
     template = load_template(settings.prompt_version)
     generator = generator or build_generator(settings)
     version = f"qa_generate_{settings.prompt_version}"
-    gen_settings = {"version": version, "template": template, "max_new_tokens": int(settings.max_new_tokens)}
+    gen_settings = {"version": version, "template": template, "max_new_tokens": int(settings.max_new_tokens),
+                    "reply_prefix": settings.reply_prefix}
+    line = is_line_template(template)
 
     summary = QASummary()
     prompts: dict[str, str] = {}  # hash -> prompt text
-    clip_prompt: dict[str, tuple[str, str]] = {}  # key -> (hash, emotion)
+    clip_prompt: dict[str, tuple[str, str, str | None]] = {}  # key -> (hash, emotion, asked type)
     for _, meta in iter_shard_metadata(shards):
         summary.clips += 1
         if meta.get("split") not in settings.splits:
@@ -285,10 +339,11 @@ def generate_qa(settings: DictConfig, shard_dir: str | os.PathLike, out_dir: str
         elif not in_share(str(meta["id"]), settings.share):
             summary.skipped["outside qa_generation.share"] += 1
         else:
-            text = fill_template(template, meta, settings.pairs)
+            qtype = line_question_type(str(meta["id"])) if line else None
+            text = fill_template(template, meta, settings.pairs, qtype)
             h = _prompt_hash(generator.generator_id, gen_settings, text)
             prompts[h] = text
-            clip_prompt[meta["id"]] = (h, meta["emotion"])
+            clip_prompt[meta["id"]] = (h, meta["emotion"], qtype)
     summary.unique_prompts = len(prompts)
 
     cache_path = out / CACHE_NAME
@@ -312,8 +367,8 @@ def generate_qa(settings: DictConfig, shard_dir: str | os.PathLike, out_dir: str
             if meta["id"] not in clip_prompt:
                 added.append({})
                 continue
-            h, emotion = clip_prompt[meta["id"]]
-            pairs = select_pairs(cache[h]["reply"], emotion, rules, summary.rejected)
+            h, emotion, qtype = clip_prompt[meta["id"]]
+            pairs = select_pairs(cache[h]["reply"], emotion, rules, summary.rejected, qtype)
             for pair in pairs:
                 pair.update(prompt_version=version, generator=generator.generator_id)
                 summary.kept[pair["type"]] += 1
@@ -322,7 +377,30 @@ def generate_qa(settings: DictConfig, shard_dir: str | os.PathLike, out_dir: str
         return added
 
     rewrite_shards(shard_dir, out, add, batch_size=256, skip_existing=False)
-    # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting the pairs as keys.
-    (out / SUMMARY_NAME).write_text(json.dumps(vars(summary), indent=1) + "\n")
     print(summary)
+    if prompts and not summary.kept:  # no summary written: the next run asks again instead of training without QA
+        raise RuntimeError(f"qa-generate kept no pair from {len(prompts)} replies; read the replies in {cache_path}. "
+                           "A small local model needs a line template: qa_generation.prompt_version=v2 "
+                           "qa_generation.reply_prefix='Question:'")
+    # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting the pairs as keys.
+    (out / SUMMARY_NAME).write_text(json.dumps({**vars(summary), "fingerprint": fingerprint(settings)}, indent=1)
+                                    + "\n")
     return summary
+
+
+def fingerprint(settings: DictConfig) -> str:
+    """What the QA shards were made with (settings and template): a changed recipe makes them again."""
+    from omegaconf import OmegaConf
+
+    blob = json.dumps([OmegaConf.to_container(settings, resolve=True), load_template(settings.prompt_version)],
+                      sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()
+
+
+def is_current(settings: DictConfig, out_dir: str | os.PathLike) -> bool:
+    """Whether ``out_dir`` holds QA shards made with these settings (its summary says so)."""
+    path = Path(out_dir) / SUMMARY_NAME
+    try:
+        return json.loads(path.read_text()).get("fingerprint") == fingerprint(settings)
+    except (OSError, json.JSONDecodeError):
+        return False

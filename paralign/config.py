@@ -161,7 +161,8 @@ class QAGenerationConfig:
     model: str = "smollm2-135m"  # a local LLM name as llm.name takes (tiny | smollm2-135m | path | hub id) ...
     base_url: Optional[str] = None  # ... or an OpenAI-compatible endpoint (then `model` is the served model's id)
     api_key_env: Optional[str] = "OPENAI_API_KEY"
-    prompt_version: str = "v1"  # prompts/qa_generate_<version>.txt
+    prompt_version: str = "v1"  # prompts/qa_generate_<version>.txt: v1 a JSON list of pairs, v2 one pair in lines
+    reply_prefix: str = ""  # the start of a local model's reply (v2 with a small model: "Question:")
     pairs: int = 4  # pairs asked for per clip
     share: float = 1.0  # of the clips of `splits`, the share asked about (a stable subset, as teacher.share)
     max_new_tokens: int = 320

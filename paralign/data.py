@@ -24,10 +24,11 @@ def prepare_data(cfg: DictConfig) -> None:
         build_synth_shards(base, clips=d.synth.clips, seed=d.synth.seed, workers=max(1, d.num_workers))
         if needs_teacher(cfg):
             generate_teacher_replies(cfg, base)
-    if cfg.qa_generation.from_dir and not (Path(d.dir) / "qa_summary.json").exists():
-        from datamodules.qa_generate import generate_qa
+    if cfg.qa_generation.from_dir:
+        from datamodules.qa_generate import generate_qa, is_current
 
-        generate_qa(cfg.qa_generation, base, d.dir)
+        if not is_current(cfg.qa_generation, d.dir):  # replies already asked for come from its cache
+            generate_qa(cfg.qa_generation, base, d.dir)
 
 
 def needs_teacher(cfg: DictConfig) -> bool:

@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 from omegaconf import OmegaConf
 
-from datamodules.qa_generate import (CACHE_NAME, QAFilter, check_pair, fill_template, generate_qa, load_template,
-                                     parse_reply, select_pairs)
+from datamodules import qa_generate
+from datamodules.qa_generate import (CACHE_NAME, QAFilter, check_pair, fill_template, generate_qa, is_current,
+                                     line_question_type, load_template, parse_reply, select_pairs)
 from datamodules.shard_writer import shard_files
 from datamodules.tar_samples import iter_tar_samples
 from datamodules.tiny_corpus import build_tiny_corpus
@@ -93,8 +94,8 @@ class FakeGenerator:
             if self.fail_after is not None and len(self.asked) >= self.fail_after:
                 raise KeyboardInterrupt("cut")
             self.asked.append(prompt)
-            said = re.search(r'Transcript: "(.*)"', prompt).group(1)
-            emotion = re.search(r"Emotion category: (\w+)", prompt).group(1)
+            said = re.search(r'(?:Transcript|Someone said): "(.*)"', prompt).group(1)
+            emotion = re.search(r"(?:Emotion category:|They sounded) (\w+)", prompt).group(1)
             yield [i], [json.dumps([
                 {"question": "What did the speaker say?", "answer": f"They said {said}.", "type": "content"},
                 {"question": f"Why does the speaker sound {emotion}?", "answer": "No idea.", "type": "content+emotion"},
@@ -163,15 +164,15 @@ def test_share_asks_about_a_stable_subset(tiny_shards, tmp_path):
         generate_qa(settings(share=0.0), tiny_shards, tmp_path / "qa2", generator=FakeGenerator())
 
 
-def test_tiny_llm_garbage_is_counted_as_rejected(tiny_shards, tmp_path, capsys):
+def test_tiny_llm_garbage_is_counted_as_rejected_and_stops_the_run(tiny_shards, tmp_path, capsys):
     out = tmp_path / "qa"
-    assert main(["qa-generate", "--shards", str(tiny_shards), "--out", str(out), "--model", "tiny",
-                 "--max-new-tokens", "12", "--batch-size", "8", "--splits", "test"]) == 0
-    summary = json.loads((out / "qa_summary.json").read_text())
-    assert summary["unique_prompts"] == summary["generated"] == 2  # 4 test clips, 2 distinct prompts
-    assert summary["kept"] == {} and summary["rejected"] == {"unparsable_reply": 4}
-    assert summary["skipped"] == {"split not selected": 20}
-    assert "rejected unparsable_reply: 4" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="kept no pair from 2 replies.*prompt_version=v2"):
+        main(["qa-generate", "--shards", str(tiny_shards), "--out", str(out), "--model", "tiny",
+              "--max-new-tokens", "12", "--batch-size", "8", "--splits", "test"])
+    printed = capsys.readouterr().out  # 4 test clips, 2 distinct prompts
+    assert "2 unique prompts (0 from the cache, 2 generated); 0 pairs kept" in printed
+    assert "rejected unparsable_reply: 4" in printed and "skipped clips, split not selected: 20" in printed
+    assert not (out / "qa_summary.json").exists()  # so `paralign data` / train cannot go on without QA pairs
     clips = read_qa(out).values()
     assert all(q == [] if m["split"] == "test" else q is None for m, q, _ in clips)  # asked: an empty list
 
@@ -189,3 +190,68 @@ def test_openai_compatible_endpoint(tiny_shards, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="QA_TEST_KEY is not set"):
         main(["qa-generate", "--shards", str(tiny_shards), "--out", str(tmp_path / "x"), "--base-url", srv.url,
               "--api-key-env", "QA_TEST_KEY"])
+
+
+# What SmolLM2-135M writes after the v2 prompt and the reply prefix "Question:" (a real reply, shortened).
+LINE_REPLY = ('Question: "What did the person say they didn\'t get?"\n\nAnswer: "They said they didn\'t get the '
+              'house."\n\nIn this context, the person\'s response is not just about the house itself.')
+
+
+def test_line_replies_are_parsed_and_typed_by_the_prompt():
+    assert parse_reply(LINE_REPLY) == [{"question": "What did the person say they didn't get?",
+                                        "answer": "They said they didn't get the house."}]  # the rambling after: cut
+    two = "question 1: Where?\nanswer 1: Home.\n\nQuestion 2: When?\n\nAnswer 2: Now."
+    assert [p["answer"] for p in parse_reply(two)] == ["Home.", "Now."]
+    assert parse_reply("Question: What happened?") is None  # no answer, nothing to train on
+    rejected: Counter = Counter()
+    kept = select_pairs(LINE_REPLY, "sad", QAFilter(), rejected, question_type="content")
+    assert [p["type"] for p in kept] == ["content"] and not rejected
+    assert select_pairs(LINE_REPLY, "sad", QAFilter(), rejected) == [] and rejected == {"bad_type": 1}  # untyped
+
+
+def test_line_template_asks_one_type_per_clip_by_turns():
+    meta = {"transcript": "We didn't get the house.", "emotion": "sad", "valence": 1.8, "arousal": 2.1,
+            "dominance": 2.4}
+    template = load_template("v2")
+    feel = fill_template(template, meta, pairs=1, question_type="content+emotion")
+    assert 'Someone said: "We didn\'t get the house."' in feel and "They sounded sad (valence 1.8, arousal 2.1" in feel
+    assert "takes into account how they feel" in feel and "{" not in feel
+    assert "how they feel" not in fill_template(template, meta, pairs=1, question_type="content")
+    with pytest.raises(ValueError, match="a line template asks one of"):
+        fill_template(template, meta, pairs=1)
+    types = Counter(line_question_type(f"clip-{i}") for i in range(200))
+    assert set(types) == {"content", "content+emotion"} and min(types.values()) > 70
+    assert line_question_type("clip-7") == line_question_type("clip-7")
+
+
+def test_a_template_needs_every_placeholder_and_one_format(tmp_path, monkeypatch):
+    monkeypatch.setattr(qa_generate, "PROMPT_DIR", tmp_path)
+    fields = "{transcript} {emotion} {valence} {arousal} {dominance}"
+    (tmp_path / "qa_generate_both.txt").write_text(f"{fields} {{pairs}} {{instruction}}")
+    (tmp_path / "qa_generate_none.txt").write_text(fields)
+    (tmp_path / "qa_generate_short.txt").write_text("{transcript} {pairs}")
+    for version in ("both", "none"):
+        with pytest.raises(ValueError, match="exactly one of {pairs} and {instruction}"):
+            load_template(version)
+    with pytest.raises(ValueError, match="lacks {emotion}, {valence}"):
+        load_template("short")
+
+
+def test_line_template_with_the_local_generator_and_a_changed_recipe(tiny_shards, tmp_path):
+    """v2 + reply prefix end to end with a real (tiny) local model: the prefix starts every stored reply; the
+    summary's fingerprint says whether the QA shards match the recipe."""
+    from datamodules.qa_generate import LocalGenerator
+
+    line = settings(prompt_version="v2", reply_prefix="Question:", pairs=1, max_new_tokens=6, splits=["test"])
+    generator = LocalGenerator("tiny", max_new_tokens=6, batch_size=4, reply_prefix="Question:")
+    out = tmp_path / "qa"
+    with pytest.raises(RuntimeError, match="kept no pair"):  # a random model's lines do not parse
+        generate_qa(line, tiny_shards, out, generator=generator)
+    replies = [json.loads(x)["reply"] for x in (out / CACHE_NAME).read_text().splitlines()]
+    assert replies and all(r.startswith("Question:") for r in replies)
+    assert not is_current(line, out)
+    generate_qa(line, tiny_shards, out, generator=FakeGenerator())
+    assert is_current(line, out) and not is_current(settings(prompt_version="v2", reply_prefix="Q:", pairs=1,
+                                                              max_new_tokens=6, splits=["test"]), out)
+    with pytest.raises(ValueError, match="reply_prefix starts a local model's reply"):
+        qa_generate.build_generator(settings(base_url="http://localhost:1/v1", reply_prefix="Question:"))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datamodules.qa_generate import generate_qa
 from datamodules.tiny_corpus import build_tiny_corpus
 from paralign.cli import main
-from paralign.config import QAGenerationConfig
+from paralign.config import load_recipe
 from tests.datamodules.test_qa_generate import FakeGenerator
 
 # The demo's SmolLM2 and conformer swapped for tiny ones, the synthetic corpus for the tiny one.
@@ -32,7 +31,9 @@ def qa_data(tmp_path_factory):
     """The tiny corpus and its shards with crafted QA pairs (the tiny LLM's own pairs are all rejected)."""
     root = tmp_path_factory.mktemp("m2")
     build_tiny_corpus(root / "base")
-    generate_qa(OmegaConf.structured(QAGenerationConfig), root / "base", root / "qa", generator=FakeGenerator())
+    # Made with the implicit recipe's own settings, so that its `paralign data` finds them current.
+    settings = load_recipe("recipes/implicit.yaml", [f"qa_generation.from_dir={root / 'base'}"]).qa_generation
+    generate_qa(settings, root / "base", root / "qa", generator=FakeGenerator())
     return root
 
 
