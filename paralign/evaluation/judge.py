@@ -280,18 +280,25 @@ class LocalJudge(Judge):
         prefix = self.tokenizer(text + "Score: ", add_special_tokens=False)["input_ids"]
         options = [self.tokenizer(str(s), add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
                    for s in BAND_SCORES]
-        width = len(prefix) + max(map(len, options))
-        ids = torch.full((len(options), width), self._pad_id(), dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, option in enumerate(options):  # right padding: every option's tokens follow the same prefix
-            ids[row, :len(prefix) + len(option)] = torch.tensor(prefix + option)
-            mask[row, :len(prefix) + len(option)] = 1
+        device = self.model.device
         with torch.no_grad():
-            logits = self.model(input_ids=ids.to(self.model.device),
-                                attention_mask=mask.to(self.model.device)).logits.float()
-        log_probs = logits.log_softmax(-1).cpu()
-        totals = torch.stack([  # log P(option | prefix): each option token scored at the position before it
-            sum(log_probs[row, len(prefix) + i - 1, token] for i, token in enumerate(option))
+            # The long rubric prefix once (its KV cache copied to every option), then the short options together.
+            head = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+            first = head.logits[0, -1].float().log_softmax(-1).cpu()
+            cache = head.past_key_values
+            cache.batch_repeat_interleave(len(options))
+            width = max(map(len, options))
+            ids = torch.full((len(options), width), self._pad_id(), dtype=torch.long)
+            mask = torch.zeros(len(options), len(prefix) + width, dtype=torch.long)
+            mask[:, :len(prefix)] = 1
+            for row, option in enumerate(options):  # right padding: a pad only follows an option's own end
+                ids[row, :len(option)] = torch.tensor(option)
+                mask[row, len(prefix):len(prefix) + len(option)] = 1
+            tail = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
+                              position_ids=(len(prefix) + torch.arange(width, device=device)).expand(len(options), -1))
+        rest = tail.logits.float().log_softmax(-1).cpu()
+        totals = torch.stack([  # log P(option | prefix): token i scored where token i-1 was read
+            first[option[0]] + sum((rest[row, i - 1, token] for i, token in enumerate(option) if i), torch.zeros(()))
             for row, option in enumerate(options)])
         probs = totals.softmax(0)
         expected = float((probs * torch.tensor(BAND_SCORES, dtype=torch.float)).sum())

@@ -210,8 +210,9 @@ class BigramLM(torch.nn.Module):
     def device(self) -> torch.device:
         return self.table.device
 
-    def forward(self, input_ids, attention_mask=None):
-        return type("Output", (), {"logits": self.table[input_ids]})()
+    def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=False, position_ids=None):
+        cache = past_key_values or type("Cache", (), {"batch_repeat_interleave": lambda self, n: None})()
+        return type("Output", (), {"logits": self.table[input_ids], "past_key_values": cache})()
 
 
 def test_expected_judge_weighs_the_band_scores_by_their_probability(tmp_path):
@@ -240,6 +241,26 @@ def test_expected_judge_weighs_the_band_scores_by_their_probability(tmp_path):
     model.table.data[token("Ġ"), token("8")] = 0.0  # no preference left: the scores mean less, not more
     flat = LocalJudge(model, tok, name="bigram-flat").score([RECORD])[0].score
     assert flat < result.score
+
+
+@pytest.mark.slow  # imports the transformers Llama stack
+def test_expected_judge_with_a_kv_cache_matches_one_full_pass_per_option():
+    """The prefix is read once and its cache shared by the options: the same log-probs as reading each option's
+    whole sequence, on a real (tiny, random) Llama."""
+    from paralign.evaluation.judge import BAND_SCORES
+
+    judge, model, tok = _tiny_judge()
+    raw = judge.complete(judge_prompt(RECORD))
+    probs = [float(p) for p in re.findall(r"=([\d.]+)", raw)]
+    text = tok.apply_chat_template(judge._chat(judge_prompt(RECORD)), add_generation_prompt=True, tokenize=False)
+    prefix = tok(text + "Score: ", add_special_tokens=False)["input_ids"]
+    totals = []
+    for score in BAND_SCORES:
+        option = tok(str(score), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        with torch.no_grad():
+            lp = model(input_ids=torch.tensor([prefix + option])).logits[0].log_softmax(-1)
+        totals.append(sum(float(lp[len(prefix) + i - 1, t]) for i, t in enumerate(option)))
+    assert probs == pytest.approx(torch.tensor(totals).softmax(0).tolist(), abs=2e-3)
 
 
 def test_local_judge_mode_is_checked():
