@@ -24,7 +24,8 @@ class ShardDataModule(pl.LightningDataModule):
     Validation and test keep shard order, do not shuffle, and read every sample exactly once across ranks, except
     with ``even_eval_batches`` (needed under FSDP): then every rank stops at the batch count of the shortest rank.
     ``features`` maps each decoded wave to the model's input in the workers (``datamodules.features``; a recipe's
-    come from ``build_features``); default: ``LogMel(n_mels, sample_rate)``.
+    come from ``build_features``); default: ``LogMel(n_mels, sample_rate)``. ``augment(wave, sample_rate, rng)``
+    (``datamodules.augment``) alters training waves before featurising; validation and test never augment.
     """
 
     def __init__(self, train: Sources = None, val: Sources = None, test: Sources = None, *,
@@ -34,7 +35,8 @@ class ShardDataModule(pl.LightningDataModule):
                  num_workers: int = 2, prefetch_factor: int = 2, pin_memory: bool = False, seed: int = 0,
                  example_builder: Callable[[dict, random.Random], list[dict]] | None = None,
                  collate: Callable[[list[dict]], dict] | None = None, eval_example_builder: Callable | None = None,
-                 even_eval_batches: bool = False, features: Callable[[np.ndarray], torch.Tensor] | None = None):
+                 even_eval_batches: bool = False, features: Callable[[np.ndarray], torch.Tensor] | None = None,
+                 augment: Callable[[np.ndarray, int, random.Random], np.ndarray] | None = None):
         super().__init__()
         self.sources = {"train": (train, train_split), "val": (val, val_split), "test": (test, test_split)}
         self.stream_options = dict(sample_rate=sample_rate, features=features or LogMel(n_mels, sample_rate),
@@ -42,6 +44,7 @@ class ShardDataModule(pl.LightningDataModule):
                                    seed=seed, collate=collate)
         self.bucket_window, self.shuffle_buffer = bucket_window, shuffle_buffer
         self.example_builder = example_builder
+        self.augment = augment  # training only: evaluation must see the clips as they are
         self.eval_example_builder = eval_example_builder or example_builder
         self.loader_options = dict(num_workers=num_workers, prefetch_factor=prefetch_factor, pin_memory=pin_memory)
         self._loaders: dict[str, StreamLoader] = {}
@@ -60,7 +63,8 @@ class ShardDataModule(pl.LightningDataModule):
             if stage == "train":
                 stream = BatchStream(self._datasets(stage), bucket_window=self.bucket_window,
                                      shuffle_buffer=self.shuffle_buffer, shuffle=True,
-                                     example_builder=self.example_builder, **self.stream_options)
+                                     example_builder=self.example_builder, augment=self.augment,
+                                     **self.stream_options)
                 self._loaders[stage] = ResumableStreamLoader(stream, **self.loader_options)
             else:
                 stream = BatchStream(self._datasets(stage), bucket_window=self.bucket_window, shuffle=False,

@@ -54,10 +54,11 @@ class HFFeatures:
     Plain data (the extractor pickles), so it travels to the DataLoader's worker processes.
     """
 
-    def __init__(self, name: str, sample_rate: int = 16000, trust_remote_code: bool = False) -> None:
+    def __init__(self, name: str | None = None, sample_rate: int = 16000, trust_remote_code: bool = False,
+                 extractor=None) -> None:
         from transformers import AutoFeatureExtractor, WhisperFeatureExtractor  # only this path needs transformers
 
-        self.extractor = AutoFeatureExtractor.from_pretrained(name, trust_remote_code=trust_remote_code)
+        self.extractor = extractor or AutoFeatureExtractor.from_pretrained(name, trust_remote_code=trust_remote_code)
         if self.extractor.sampling_rate != sample_rate:
             raise ValueError(f"{name}'s feature extractor takes {self.extractor.sampling_rate} Hz audio: "
                              f"set data.sample_rate={self.extractor.sampling_rate} (it is {sample_rate})")
@@ -88,8 +89,17 @@ class HFFeatures:
 
 
 def build_features(cfg: DictConfig) -> Callable[[np.ndarray], torch.Tensor]:
-    """The features a recipe's ``data.features`` names: ``logmel`` (ours, for the conformer) or ``hf`` (the
-    feature extractor of ``encoder.hf_name``). Run folders from before the key existed mean ``logmel``."""
-    if OmegaConf.select(cfg, "data.features", default="logmel") == "hf":
+    """The features a recipe's ``data.features`` names: ``logmel`` (ours, for the conformer), ``hf`` (the
+    feature extractor of ``encoder.hf_name``) or ``auto`` (what ``encoder.type`` takes; for ``whisper`` Whisper's
+    own log-mel, whose settings are the same for every Whisper but the mel bins, ``encoder.n_mels``). Run folders
+    from before the key existed mean ``logmel``."""
+    kind = OmegaConf.select(cfg, "data.features", default="logmel")
+    encoder = OmegaConf.select(cfg, "encoder.type", default="conformer")
+    if kind == "auto" and encoder == "whisper":
+        from transformers import WhisperFeatureExtractor
+
+        return HFFeatures(sample_rate=cfg.data.sample_rate,
+                          extractor=WhisperFeatureExtractor(feature_size=cfg.encoder.n_mels))
+    if kind == "hf" or kind == "auto" and encoder == "hf":
         return HFFeatures(cfg.encoder.hf_name, cfg.data.sample_rate, cfg.encoder.trust_remote_code)
     return LogMel(n_mels=cfg.encoder.n_mels, sample_rate=cfg.data.sample_rate)

@@ -41,7 +41,8 @@ class BatchStream(IterableDataset):
                  features: Callable | None = None, max_batch_seconds: float = 60.0, max_batch_size: int = 32,
                  bucket_window: int = 0, shuffle_buffer: int = 0, shuffle: bool = True, seed: int = 0,
                  example_builder: Callable[[dict, random.Random], list[dict]] | None = None,
-                 collate: Callable[[list[dict]], dict] | None = None):
+                 collate: Callable[[list[dict]], dict] | None = None,
+                 augment: Callable[[Any, int, random.Random], Any] | None = None):
         self.datasets = datasets
         self.sample_rate = sample_rate
         self.features = features or LogMel(sample_rate=sample_rate)
@@ -49,6 +50,9 @@ class BatchStream(IterableDataset):
         self.bucket_window, self.shuffle_buffer, self.shuffle, self.seed = bucket_window, shuffle_buffer, shuffle, seed
         self.example_builder = example_builder or single_example
         self.collate = collate or pad_features
+        # Applied to each decoded wave before featurising (training only). Batches are planned from the json
+        # durations, so a speed-perturbed batch may hold up to 1 / min(speeds) times max_batch_seconds.
+        self.augment = augment
         # Set by the loader in the main process before the workers start.
         self.epoch, self.rank, self.world_size, self.role_offset = 0, 0, 1, 0
         self.skip: dict[int, int] = {}
@@ -106,6 +110,9 @@ class BatchStream(IterableDataset):
         if problem:
             skips[problem] += 1
             return None
+        if self.augment is not None:
+            # seeded per clip and epoch, so a resumed run augments each clip as the first run did
+            wave = self.augment(wave, sr, random.Random(f"augment:{self.seed}:{self.epoch}:{light.key}"))
         return wave, sr, self.features(wave)
 
 

@@ -129,13 +129,17 @@ def _conv_stride(config) -> int:
 
 def build_encoder(cfg, model: nn.Module | None = None) -> nn.Module:
     """The encoder a recipe's ``encoder`` section describes; ``model``: an already built transformers model for
-    ``hf`` (the dry run builds one from its config on the meta device)."""
+    ``whisper`` / ``hf`` (the dry run builds one from its config on the meta device)."""
     if cfg.type == "conformer":
         return ConformerEncoder(n_mels=cfg.n_mels, d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads,
                                 ffn_dim=cfg.ffn_dim, kernel_size=cfg.kernel_size, dropout=cfg.dropout,
                                 feature_mean=cfg.feature_mean, feature_std=cfg.feature_std)
+    if cfg.type == "whisper":
+        from lightning_modules.whisper_encoder import build_whisper_encoder
+
+        return build_whisper_encoder(cfg, model=model)
     if cfg.type == "hf":
         if not cfg.hf_name:
             raise ValueError("encoder.type=hf needs encoder.hf_name (a local path or hub id)")
         return HFAudioEncoder(cfg.hf_name, cfg.trainable_layers, cfg.trust_remote_code, model=model)
-    raise ValueError(f"encoder.type must be 'conformer' or 'hf', got {cfg.type!r}")
+    raise ValueError(f"encoder.type must be 'conformer', 'whisper' or 'hf', got {cfg.type!r}")

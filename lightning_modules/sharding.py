@@ -26,6 +26,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
 
 from lightning_modules.encoders import ConformerEncoder, HFAudioEncoder
+from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 
 
 def decoder_layers(llm: nn.Module) -> nn.ModuleList:
@@ -40,6 +41,8 @@ def encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
     """The repeated blocks of an encoder from lightning_modules/encoders.py."""
     if isinstance(encoder, ConformerEncoder):
         return encoder.conformer.conformer_layers
+    if isinstance(encoder, WhisperSpeechEncoder):
+        return encoder.whisper.layers
     if isinstance(encoder, HFAudioEncoder):
         return encoder.model.layers if encoder.is_whisper else encoder.model.encoder.layers
     raise TypeError(f"no known blocks in encoder {type(encoder).__name__}")

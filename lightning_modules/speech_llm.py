@@ -195,6 +195,8 @@ class SpeechLLM(pl.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs)
         for name, task in self.tasks.items():
             self.log(f"train/{name}/weight", float(task.weight_at(self.global_step)), batch_size=bs)
+        for i, weight in enumerate(getattr(self.encoder, "mix_weights", list)()):  # Whisper's learned layer mix
+            self.log(f"encoder/layer_weight/{i}", weight, batch_size=bs)
         return total
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -253,16 +255,22 @@ class SpeechLLM(pl.LightningModule):
         if self.device_mesh is not None:  # set by ModelParallelStrategy only
             sharding.shard(self, self.device_mesh["data_parallel"])
 
+    def frozen_keys(self) -> set[str]:
+        """State-dict keys a checkpoint leaves out: the frozen LLM and every other frozen pretrained weight (a frozen
+        Whisper), which are loaded from where they came from, not from the checkpoint."""
+        return {n for n, p in self.named_parameters() if not p.requires_grad or n.startswith(FROZEN_PREFIX)} | {
+            n for n in self.state_dict() if n.startswith(FROZEN_PREFIX)}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if not k.startswith(FROZEN_PREFIX)}
+        frozen = self.frozen_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "state_dict" in checkpoint:  # absent under fsdp: ShardedStrategy loaded (and checked) the weights itself
             self.check_checkpoint_keys(checkpoint["state_dict"])
 
     def check_checkpoint_keys(self, state_dict: dict[str, Any]) -> None:
-        expected = {k for k in self.state_dict() if not k.startswith(FROZEN_PREFIX)}
+        expected = set(self.state_dict()) - self.frozen_keys()
         missing = sorted(expected - set(state_dict))
         if missing:
             raise RuntimeError(f"checkpoint lacks trainable weights ({len(missing)}), e.g. {missing[:3]}: "

@@ -43,8 +43,17 @@ class LLMConfig:
 
 @dataclass
 class EncoderConfig:
-    type: str = "conformer"  # conformer | hf
-    n_mels: int = 80
+    type: str = "conformer"  # conformer | whisper | hf
+    # whisper: whisper-base | whisper-tiny.en (offline, from their wheels) | a Whisper folder or hub id
+    name: Optional[str] = None
+    cache_dir: Optional[str] = None  # where a wheel Whisper is converted once (default: $PARALIGN_CACHE)
+    # whisper: None = a learned softmax mix of every hidden state (SUPERB); k = hidden state k (0: the conv stem)
+    layer: Optional[int] = None
+    lora_rank: int = 0  # whisper: >0 puts LoRA (peft) on the encoder's layers
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    n_mels: int = 80  # conformer: log-mel bins; whisper: its mel bins (80; 128 for large-v3)
     d_model: int = 256
     layers: int = 8
     heads: int = 4
@@ -56,6 +65,7 @@ class EncoderConfig:
     feature_mean: float = -7.0
     feature_std: float = 4.0
     hf_name: Optional[str] = None
+    # hf: None trains everything, k the top k layers; whisper: None or 0 = frozen, k the top k layers
     trainable_layers: Optional[int] = None
     trust_remote_code: bool = False
     activation_checkpointing: bool = False
@@ -117,6 +127,26 @@ class SynthConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Waveform augmentation of training clips in the loader's workers (datamodules/augment.py); evaluation never
+    augments. Each effect fires with its own probability; noise without ``noise_dir`` is white or pink."""
+
+    enabled: bool = False
+    speed_prob: float = 0.0  # Kaldi-style speed perturbation (tempo and pitch), factor drawn from `speeds`
+    speeds: List[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    noise_prob: float = 0.0  # additive noise at an SNR (dB) uniform in [snr_min, snr_max]
+    snr_min: float = 10.0
+    snr_max: float = 30.0
+    noise_dir: Optional[str] = None  # wav/flac noise recordings (searched recursively), besides white / pink
+    gain_prob: float = 0.0  # a gain (dB) uniform in [gain_min_db, gain_max_db]; too loud is scaled to peak 0.99
+    gain_min_db: float = -6.0
+    gain_max_db: float = 6.0
+    reverb_prob: float = 0.0  # a synthetic room, RT60 (s) uniform in [rt60_min, rt60_max]
+    rt60_min: float = 0.2
+    rt60_max: float = 0.8
+
+
+@dataclass
 class DataConfig:
     source: str = "synth"  # synth: build the espeak corpus into `dir`; tiny: tones made in code; shards: use paths
     dir: str = "data/demo"
@@ -126,9 +156,9 @@ class DataConfig:
     train_weights: List[float] = field(default_factory=list)  # mixing weights, one per train source
     synth: SynthConfig = field(default_factory=SynthConfig)
     sample_rate: int = 16000
-    # logmel: our own log-mel (for the conformer); hf: encoder.hf_name's own feature extractor (Whisper's log-mel,
-    # wav2vec2's raw waveform), which a pretrained encoder needs
-    features: str = "logmel"
+    # auto: what the encoder takes (conformer: logmel; whisper: Whisper's log-mel; hf: hf); logmel: our own log-mel;
+    # hf: encoder.hf_name's own feature extractor (Whisper's log-mel, wav2vec2's raw waveform)
+    features: str = "auto"
     max_batch_seconds: float = 60.0
     max_batch_size: int = 16
     bucket_window: int = 64
@@ -136,6 +166,7 @@ class DataConfig:
     num_workers: int = 2
     examples_per_clip: int = 1
     seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -280,9 +311,9 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
         if name not in TASK_NAMES:
             raise RecipeError(f"{origin}: unknown task 'tasks.{name}' (known: {', '.join(TASK_NAMES)})")
     choices = {
-        "encoder.type": ("conformer", "hf"), "adapter.type": ("stack", "conv"),
+        "encoder.type": ("conformer", "whisper", "hf"), "adapter.type": ("stack", "conv"),
         "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
-        "data.source": ("synth", "tiny", "shards"), "data.features": ("logmel", "hf"),
+        "data.source": ("synth", "tiny", "shards"), "data.features": ("auto", "logmel", "hf"),
         "run.resume": ("auto", "never"),
         "trainer.strategy": ("auto", "ddp", "fsdp"), "eval.judge": ("none", "local", "openai"),
         "eval.judge_mode": ("expected", "generate"),
@@ -305,12 +336,36 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise RecipeError(f"{origin}: {key}={value!r} is not one of {', '.join(map(repr, allowed))}")
-    if cfg.encoder.type == "hf" and cfg.data.features != "hf":
+    if cfg.encoder.type == "whisper":
+        if not cfg.encoder.name:
+            raise RecipeError(f"{origin}: encoder.type='whisper' needs encoder.name (whisper-base, whisper-tiny.en, "
+                              "a Whisper folder or a hub id)")
+        if cfg.data.features != "auto":
+            raise RecipeError(f"{origin}: encoder.type='whisper' computes Whisper's own log-mel: data.features must "
+                              f"be 'auto', got {cfg.data.features!r}")
+        if cfg.encoder.lora_rank and cfg.encoder.trainable_layers:
+            raise RecipeError(f"{origin}: encoder.lora_rank and encoder.trainable_layers exclude each other")
+    if cfg.encoder.type == "hf" and cfg.data.features not in ("auto", "hf"):
         raise RecipeError(f"{origin}: encoder.type='hf' needs data.features: hf (a pretrained encoder takes its own "
                           f"features, from its feature extractor), got data.features={cfg.data.features!r}")
-    if cfg.data.features == "hf" and not cfg.encoder.hf_name:
-        raise RecipeError(f"{origin}: data.features='hf' needs encoder.hf_name (whose feature extractor makes them)")
+    if (cfg.data.features == "hf" or cfg.encoder.type == "hf") and not cfg.encoder.hf_name:
+        raise RecipeError(f"{origin}: encoder.type='hf' or data.features='hf' needs encoder.hf_name (the model whose "
+                          "feature extractor makes the features)")
     return cfg
+
+
+def _check_augment(cfg: DictConfig, origin: str) -> None:
+    a = cfg.data.augment
+    for name in ("speed_prob", "noise_prob", "gain_prob", "reverb_prob"):
+        if not 0.0 <= a[name] <= 1.0:
+            raise RecipeError(f"{origin}: data.augment.{name}={a[name]} must be in [0, 1]")
+    for low, high in (("snr_min", "snr_max"), ("gain_min_db", "gain_max_db"), ("rt60_min", "rt60_max")):
+        if a[low] > a[high]:
+            raise RecipeError(f"{origin}: data.augment.{low}={a[low]} is above data.augment.{high}={a[high]}")
+    if a.rt60_min <= 0:
+        raise RecipeError(f"{origin}: data.augment.rt60_min={a.rt60_min} must be > 0")
+    if not a.speeds or any(s <= 0 for s in a.speeds):
+        raise RecipeError(f"{origin}: data.augment.speeds={list(a.speeds)} must be a non-empty list of factors > 0")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -329,6 +384,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except OmegaConfBaseException as err:
         raise RecipeError(f"command-line override: {_describe(err)}") from err
     OmegaConf.set_readonly(cfg, False)
+    _check_augment(cfg, str(path))
     return _check(cfg, str(path))
 
 

@@ -19,6 +19,7 @@ from callbacks.preemption import PreemptionCheckpoint
 from callbacks.run_snapshot import RunSnapshot
 from callbacks.sample_keys import SampleKeyLog
 from callbacks.throughput import Throughput
+from datamodules.augment import build_augment
 from datamodules.datamodule import ShardDataModule
 from datamodules.features import build_features
 from lightning_modules.examples import ExampleBuilder, collate
@@ -46,7 +47,7 @@ def build_datamodule(cfg: DictConfig, model: SpeechLLM) -> ShardDataModule:
         bucket_window=d.bucket_window, shuffle_buffer=d.shuffle_buffer, num_workers=d.num_workers, seed=d.seed,
         example_builder=ExampleBuilder(model.tasks, prompter, d.examples_per_clip),
         eval_example_builder=ExampleBuilder(model.tasks, prompter, all_tasks=True),
-        collate=collate,
+        collate=collate, augment=build_augment(cfg),
         # Sharded, every rank must run each validation forward pass (all-gathers pair up across ranks).
         even_eval_batches=cfg.trainer.strategy == "fsdp",
     )

