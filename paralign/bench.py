@@ -9,7 +9,8 @@ Rows (a vs b, ratio = a / b):
 - padding ratio and loader throughput, length-bucketed vs plain batches (the recipe's shards when built);
 - the loader alone vs what the training step consumes (audio-seconds/s, so clip lengths need not match);
 - teacher generation, batched (the recipe's teacher batch size) vs one prompt at a time;
-- peak memory of a training step vs the floor step.
+- peak memory of a training step vs the floor step;
+- the Whisper encoder on a clip's real length vs padded to 30 s (and its conversion / load time).
 
 The timed sides of a ratio take turns within each repeat, so a change in the machine's load (shared CPUs) hits
 both alike. On a CPU shared with other work, two torch threads per process can make small ops (one-prompt decoding,
@@ -250,7 +251,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
                                   precision, dev)
     audio_seconds = batch_size * seconds
 
-    log(f"[1-3/6] cached-teacher step, online-teacher step and LLM floor, batch {batch_size} x {seconds:g} s, "
+    log(f"[1-3/7] cached-teacher step, online-teacher step and LLM floor, batch {batch_size} x {seconds:g} s, "
         f"{repeats} interleaved repeats (+1 warm-up)")
     timings = interleaved_timings(steps, repeats)
     step_s = {k: statistics.median(v) for k, v in timings.items()}
@@ -271,7 +272,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
         source = shards or recipe_train_shards(cfg)
         described = source or f"{shard_clips} tiny tone clips (temporary)"
         source = source or str(tiny_shards(Path(tmp), shard_clips))
-        log(f"[4/6] loader ({described}), bucketed vs plain, {cfg.data.num_workers} workers, {repeats} repeats")
+        log(f"[4/7] loader ({described}), bucketed vs plain, {cfg.data.num_workers} workers, {repeats} repeats")
         from paralign.loader_bench import loader_benchmark
 
         # The recipe's own example building (tasks, prompt tokens) and collate, in the workers, as training runs.
@@ -298,7 +299,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
 
     prompts = prompts or int(cfg.teacher.batch_size)
     single = min(prompts, single_prompts)
-    log(f"[5/6] teacher generation, {prompts} prompts batched by {cfg.teacher.batch_size} vs {single} of them one "
+    log(f"[5/7] teacher generation, {prompts} prompts batched by {cfg.teacher.batch_size} vs {single} of them one "
         f"at a time, {repeats} repeats")
     try:
         from paralign.teacher_bench import bench_prompts, teacher_throughput
@@ -317,11 +318,24 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
         rows.append(row("teacher generation: batched vs one at a time", "replies/s", "batched", replies["batched"],
                         "one at a time", replies["one_at_a_time"], ">= 5"))
 
-    log("[6/6] peak memory of a training step vs the floor step")
+    log("[6/7] peak memory of a training step vs the floor step")
     memory = {name: peak_memory_mb(fn, dev) for name, fn in (("step", steps["cached"]), ("floor", steps["floor"]))}
     details["memory_method"] = memory["step"][1]
     rows.append(row("peak memory: training step vs floor", "MB", "training step (cached)", memory["step"][0],
                     "LLM fwd+bwd", memory["floor"][0], ""))
+
+    whisper = cfg.encoder.name if cfg.encoder.type == "whisper" else "whisper-base"
+    log(f"[7/7] Whisper encoder ({whisper}): conversion from its wheel, load, one 3.3 s clip on its real length vs "
+        f"padded to 30 s, {repeats} repeats")
+    from paralign.whisper_bench import whisper_timings
+
+    timing = whisper_timings(whisper, max(repeats, 3), device=dev)
+    details["whisper"] = timing
+    rows.append(row(f"{whisper} encoder per clip: real length vs 30 s", "ms/clip", "real length (ours)",
+                    1000 * timing["real_s"], "padded to 30 s (transformers)", 1000 * timing["padded_s"], "<= 0.2"))
+    if "convert_s" in timing:
+        notes.append(f"{whisper}: converted from its wheel in {timing['convert_s']:.1f} s (once), loaded in "
+                     f"{timing['load_s']:.2f} s")
 
     machine = {"host": platform.node(), "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

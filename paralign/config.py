@@ -263,6 +263,11 @@ class EvalConfig:
     # A cascade reference instead of a trained model: the transcript (and the labels in words) typed into the
     # frozen LLM where the speech would go; nothing to train, `paralign eval` without --ckpt.
     cascade: str = "none"  # none | transcript | transcript+labels
+    # Real speech, zero-shot: after evaluation, the LLM's own emotion answers on this folder (shards, or a corpus
+    # in its released layout, read by the `real_eval_corpus` importer), on the emotions the training corpus has.
+    # A folder that is absent is reported and skipped (the demo points at a development copy of RAVDESS).
+    real_eval: Optional[str] = None
+    real_eval_corpus: str = "ravdess"
 
 
 @dataclass

@@ -127,8 +127,8 @@ def probe_accuracies(pooled: dict[str, tuple[torch.Tensor, dict]]) -> dict[str, 
 
 
 def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | None = None,
-             model: SpeechLLM | None = None) -> dict[str, Any]:
-    """Generate, score and report; returns the metrics dict (also in ``<run>/eval/metrics.json``).
+             model: SpeechLLM | None = None, out_name: str = "eval", title: str | None = None) -> dict[str, Any]:
+    """Generate, score and report; returns the metrics dict (also in ``<run>/<out_name>/metrics.json``).
 
     ``ckpt`` None: a cascade reference (``eval.cascade``), the frozen LLM reading words; ``run_dir`` is then needed.
     """
@@ -142,7 +142,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     if run_dir is None and ckpt is None:
         raise ValueError("a cascade evaluation needs run_dir")
     run_dir = Path(run_dir) if run_dir else Path(ckpt).resolve().parents[1]
-    out = run_dir / "eval"
+    out = run_dir / out_name
     out.mkdir(parents=True, exist_ok=True)
     if model is None:
         model = SpeechLLM(cfg).eval() if ckpt is None else load_trained(cfg, ckpt)
@@ -177,7 +177,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     metrics["probe"] = probe_accuracies(pooled)
     metrics["checkpoint"] = str(ckpt) if ckpt else f"none (cascade: {cascade})"
     metrics["recipe"] = cfg.name
-    write_report(out, metrics, records, title=f"Evaluation of {cfg.name} ({cfg.eval.split} split)")
+    write_report(out, metrics, records, title=title or f"Evaluation of {cfg.name} ({cfg.eval.split} split)")
     log.info("evaluation written to %s", out)
     return metrics
 

@@ -28,6 +28,18 @@ def print_headline(metrics: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
+def print_real(metrics: dict[str, Any]) -> None:
+    """The zero-shot figure on real speech (``paralign.real_eval``), per emotion too."""
+    real = metrics.get("real_eval", {})
+    per = metrics.get("tasks", {}).get("emotion", {}).get("per_emotion", {}).get("accuracy", {})
+    chance = 1 / len(real["emotions"]) if real.get("emotions") else None
+    print(f"\nzero-shot on real speech ({real.get('source')}; {len(real.get('emotions', []))} emotions shared with "
+          f"training, chance {chance:.2f}):" if chance else f"\nzero-shot on real speech ({real.get('source')}):")
+    print(f"  emotion accuracy of the LLM's own answers from speech: {_estimate(metrics, 'emotion', 'accuracy')}")
+    if per:
+        print("  per emotion: " + ", ".join(f"{e} {v:.2f}" for e, v in sorted(per.items()) if v is not None))
+
+
 def print_showcase(records: list[dict[str, Any]]) -> None:
     """Same words, different voices, different replies: grouped by sentence."""
     by_sentence: dict[str, list[dict]] = defaultdict(list)

@@ -45,5 +45,14 @@ def run(args: argparse.Namespace) -> int:
         prepare_data(cfg)
     metrics = evaluate(cfg, args.ckpt, run_dir)
     print_headline(metrics)
-    print(f"evaluation report: {Path(run_dir or Path(args.ckpt).resolve().parents[1]) / 'eval' / 'report.md'}")
+    run_dir = Path(run_dir or Path(args.ckpt).resolve().parents[1])
+    print(f"evaluation report: {run_dir / 'eval' / 'report.md'}")
+    if not cascade and cfg.eval.real_eval:
+        from paralign.evaluate import load_trained
+        from paralign.real_eval import evaluate_real
+        from paralign.summary import print_real
+
+        real = evaluate_real(cfg, load_trained(cfg, args.ckpt), run_dir)
+        if real:
+            print_real(real)
     return 0

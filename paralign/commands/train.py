@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = train(cfg)
     if cfg.eval.after_train:
         from paralign.evaluate import evaluate, load_trained, showcase_records
-        from paralign.summary import print_headline, print_showcase
+        from paralign.real_eval import evaluate_real
+        from paralign.summary import print_headline, print_real, print_showcase
 
         ckpt = run_dir / "checkpoints" / "last.ckpt"
         model = load_trained(cfg, ckpt)
@@ -42,5 +43,9 @@ def run(args: argparse.Namespace) -> int:
         if cfg.eval.showcase_split:
             print_showcase(showcase_records(cfg, model))
         print(f"evaluation report: {run_dir / 'eval' / 'report.md'}")
+        real = evaluate_real(cfg, model, run_dir)
+        if real:
+            print_real(real)
+            print(f"real-speech report: {run_dir / 'eval_real' / 'report.md'}")
     print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
     return 0

@@ -69,3 +69,41 @@ def test_infer_on_own_recordings_and_bad_audio(tiny_run, tmp_path, capsys):
     sf.write(silent, np.zeros(16000), 16000)
     with pytest.raises(SystemExit, match="silent"):
         main(["infer", "--ckpt", ckpt, "--audio", str(silent)])
+
+
+def _ravdess_layout(root, emotions: dict[str, str], actors=("01", "02")):
+    """Tone clips named and filed as RAVDESS releases them (``Actor_NN/03-01-EE-01-SS-01-NN.wav``)."""
+    for actor in actors:
+        (root / f"Actor_{actor}").mkdir(parents=True)
+        for code in emotions:
+            for statement in ("01", "02"):
+                t = np.arange(16000) / 16000
+                wave = 0.3 * np.sin(2 * np.pi * (120 + 20 * int(code)) * t)
+                sf.write(root / f"Actor_{actor}" / f"03-01-{code}-01-{statement}-01-{actor}.wav",
+                         wave.astype(np.float32), 16000)
+
+
+@pytest.mark.slow
+def test_real_speech_eval_scores_the_shared_emotions_only(tiny_run, tmp_path, capsys):
+    root, run_dir, args = tiny_run
+    from paralign.config import load_recipe
+    from paralign.evaluate import load_trained
+    from paralign.real_eval import evaluate_real
+
+    corpus = tmp_path / "ravdess"
+    # neutral / happy / sad / angry are in the tiny corpus; calm (02) and disgust (07) are not
+    _ravdess_layout(corpus, {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "07": "x"})
+    cfg = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"eval.real_eval={corpus}"])
+    model = load_trained(cfg, run_dir / "checkpoints" / "last.ckpt")
+    metrics = evaluate_real(cfg, model, run_dir)
+    emotion = metrics["tasks"]["emotion"]
+    assert emotion["n"] == 2 * 2 * 4  # 2 actors x 2 statements x the 4 shared emotions
+    assert metrics["real_eval"]["emotions"] == ["angry", "happy", "neutral", "sad"]
+    assert 0.0 <= emotion["metrics"]["accuracy"]["value"] <= 1.0
+    assert (run_dir / "eval_real" / "report.md").exists()
+    rows = [json.loads(line) for line in (run_dir / "eval_real" / "generations.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in rows} == {"emotion"} and {r["speaker"] for r in rows} == {"Actor_01", "Actor_02"}
+    # absent folder: a note, no figure
+    missing = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"eval.real_eval={tmp_path / 'none'}"])
+    assert evaluate_real(missing, model, run_dir) is None
+    assert "real-speech evaluation skipped" in capsys.readouterr().out
