@@ -155,6 +155,7 @@ class StreamLoader:
                             collate_fn=_identity, worker_init_fn=_worker_init, pin_memory=self.pin_memory,
                             prefetch_factor=self.prefetch_factor if self.num_workers else None)
         items = iter(loader)
+        delivered, must_yield = 0, self._must_yield()
         while True:
             item = next(items, None)
             while item is not None and item[2] is None:  # a worker's final skip counts
@@ -164,8 +165,20 @@ class StreamLoader:
                 break  # another rank ran out: every rank stops at the same step (DDP would hang otherwise)
             if item is None:
                 break
+            delivered += 1
             yield self._deliver(*item)
+        if not delivered and must_yield:
+            # Every sample unreadable (or no sample at all): the next epoch would be as empty, and Lightning would
+            # spin through empty epochs for ever.
+            sources = sorted({url for urls, _ in self.stream.datasets for url in urls})
+            raise RuntimeError(f"no readable sample in an epoch of {', '.join(sources[:4])}"
+                               f"{' ...' if len(sources) > 4 else ''} (skipped: {dict(self.skips) or 'none'})")
         self._on_epoch_end()
+
+    def _must_yield(self) -> bool:
+        """Whether an epoch without a batch is an error: evaluation may rightly find none (a task without references
+        in a split); training never, except past batches an earlier run consumed."""
+        return False
 
     def _on_worker_end(self, position: tuple, delta: dict) -> None:
         self.skips.update(delta)
@@ -201,6 +214,9 @@ class ResumableStreamLoader(StreamLoader):
         self.consumed: dict[int, int] = {}  # local role -> batches consumed this epoch
         self.last_role: int | None = None
         self.ended: set[int] = set()  # roles whose final skip counts were already added
+
+    def _must_yield(self) -> bool:
+        return not self.consumed
 
     def _configured_stream(self, rank: int, world: int) -> BatchStream:
         stream = super()._configured_stream(rank, world)

@@ -54,6 +54,8 @@ class ExampleBuilder:
             "task": task.name, "template": template, "prefix": parts.prefix, "suffix": parts.suffix,
             "target": [] if target_text is None else self.prompter.reply_ids(target_text, task.max_target_tokens),
             "target_text": target_text,
+            # the transcript in LLM token ids, for the CTC loss (lightning_modules/token_ctc.py)
+            "transcript_ids": self.prompter.encode(meta["transcript"]) if meta.get("transcript") else [],
             "question_type": qa.get("type") if qa is not None else None,
         }
         if "kl" in task.loss:

@@ -64,6 +64,8 @@ def shard(module: nn.Module, mesh: DeviceMesh) -> None:
     if online:  # its teacher pass runs only on ranks whose batch holds the task; sharded, every rank must join
         raise ValueError(f"trainer.strategy=fsdp does not support kl_source=online (tasks {', '.join(online)}): "
                          "use kl_source=cached (teacher top-k in the shards), or ddp")
+    if module.ctc is not None:  # it reads the LLM's embedding table whole, which sharding splits across ranks
+        raise ValueError("trainer.strategy=fsdp does not support ctc.enabled: use ddp, or turn ctc off")
     # FSDP2 warns at every step that a unit returned a view (Linear on 3-D inputs does); the warning is about
     # in-place edits of such outputs, and SpeechLLM makes none.
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")

@@ -21,6 +21,7 @@ from lightning_modules.llm_loading import load_causal_lm
 from lightning_modules.losses import kl_full, kl_topk, per_row_mean, token_ce
 from lightning_modules.prompts import ChatPrompter
 from lightning_modules.tasks import Task, build_tasks, describe_speech
+from lightning_modules.token_ctc import TokenCTC
 
 FROZEN_PREFIX = "llm."
 LABEL_SETS = {"emotion": EMOTIONS, "style": STYLES}
@@ -61,6 +62,9 @@ class SpeechLLM(pl.LightningModule):
             kind: nn.Linear(self.llm.hidden_size, len(LABEL_SETS[kind]))
             for kind in (cfg.classifier.labels if cfg.classifier.enabled else [])
         })
+        self.ctc = None
+        if OmegaConf.select(cfg, "ctc.enabled", default=False):  # run folders from before the key existed: off
+            self.ctc = TokenCTC(self.llm.hidden_size, lambda: self.llm.model.get_input_embeddings().weight)
         self.strict_loading = False  # checkpoints hold no LLM weights; on_load_checkpoint checks the rest
 
     # ---- model ---------------------------------------------------------------------------------------------------
@@ -88,6 +92,11 @@ class SpeechLLM(pl.LightningModule):
         logs: dict[str, torch.Tensor] = {}
         if with_llm:
             total = self._task_losses(batch, speech, speech_lens, logs)
+        if self.ctc is not None and "transcript_ids" in batch:
+            ctc = self.ctc(speech, speech_lens, batch["transcript_ids"])
+            if ctc is not None:
+                logs["ctc/loss"] = ctc.detach()
+                total = total + self.cfg.ctc.weight * ctc
         pooled = self._pool(speech, speech_lens)
         for kind, head in self.classifiers.items():
             loss = self._classifier_loss(head, pooled, batch["meta"], kind)

@@ -14,6 +14,8 @@ COMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paralign", description="Teach a frozen LLM to hear how things are said.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the whole traceback of an error (by default: one line naming the cause)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -34,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).addHandler(handler)
         logging.getLogger(name).setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, OSError) as err:  # what bad input, a bad file or a full disk raise
+        if args.debug:
+            raise
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -121,6 +121,16 @@ class ClassifierConfig:
 
 
 @dataclass
+class CTCConfig:
+    """A CTC loss from the speech tokens to the transcript's LLM token ids, scored against the frozen LLM's own
+    token embeddings (lightning_modules/token_ctc.py): the words reach the LLM's input space without an LLM pass,
+    so it also trains during the classifier warm start."""
+
+    enabled: bool = False
+    weight: float = 0.5
+
+
+@dataclass
 class SynthConfig:
     clips: int = 2400
     seed: int = 0
@@ -280,6 +290,7 @@ class Recipe:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     tasks: Dict[str, TaskConfig] = field(default_factory=dict)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    ctc: CTCConfig = field(default_factory=CTCConfig)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     qa_generation: QAGenerationConfig = field(default_factory=QAGenerationConfig)
@@ -311,7 +322,35 @@ def _read_with_defaults(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     return OmegaConf.merge(merged, raw)
 
 
+# Keys whose value must be above a bound (> 0, or >= 0 where 0 means off / none): a wrong one is refused here,
+# before any data is built, not hours into a run.
+POSITIVE = ("data.max_batch_size", "data.max_batch_seconds", "data.sample_rate", "data.examples_per_clip",
+            "trainer.max_steps", "trainer.val_check_interval", "trainer.log_every_n_steps",
+            "trainer.checkpoint_every_n_steps", "trainer.accumulate_grad_batches", "optim.lr",
+            "generation.max_new_tokens", "teacher.batch_size", "teacher.max_new_tokens", "adapter.tokens_per_second")
+NON_NEGATIVE = ("data.num_workers", "data.shuffle_buffer", "data.bucket_window", "optim.warmup_steps",
+                "optim.weight_decay", "classifier.pretrain_steps", "generation.val_batches", "eval.max_clips",
+                "trainer.gradient_clip_val")
+
+
+def _check_ranges(cfg: DictConfig, origin: str) -> None:
+    for keys, ok, rule in ((POSITIVE, lambda v: v > 0, "> 0"), (NON_NEGATIVE, lambda v: v >= 0, ">= 0")):
+        for key in keys:
+            value = OmegaConf.select(cfg, key)
+            if value is not None and not ok(value):
+                raise RecipeError(f"{origin}: {key}={value} must be {rule}")
+    if not any(task.enabled for task in cfg.tasks.values()):
+        raise RecipeError(f"{origin}: the recipe enables no task (add one under tasks:, e.g. tasks: {{emotion: {{}}}})")
+    for name, task in cfg.tasks.items():
+        for key in ("weight", "share", "start_step", "ramp_steps"):
+            if task[key] < 0:
+                raise RecipeError(f"{origin}: tasks.{name}.{key}={task[key]} must be >= 0")
+        if task.max_target_tokens <= 0:
+            raise RecipeError(f"{origin}: tasks.{name}.max_target_tokens={task.max_target_tokens} must be > 0")
+
+
 def _check(cfg: DictConfig, origin: str) -> DictConfig:
+    _check_ranges(cfg, origin)
     for name in cfg.tasks:
         if name not in TASK_NAMES:
             raise RecipeError(f"{origin}: unknown task 'tasks.{name}' (known: {', '.join(TASK_NAMES)})")
@@ -334,6 +373,8 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
             if value not in METADATA_FIELDS:
                 raise RecipeError(f"{origin}: tasks.{name}.metadata.fields[{i}]={value!r} is not one of "
                                   f"{', '.join(METADATA_FIELDS)}")
+    if cfg.ctc.enabled and cfg.ctc.weight <= 0:
+        raise RecipeError(f"{origin}: ctc.weight={cfg.ctc.weight} must be positive when ctc.enabled")
     if cfg.classifier.pretrain_steps > 0 and not cfg.classifier.enabled:
         raise RecipeError(f"{origin}: classifier.pretrain_steps={cfg.classifier.pretrain_steps} needs "
                           "classifier.enabled=true (the heads are what those steps train)")

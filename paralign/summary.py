@@ -37,7 +37,8 @@ def print_real(metrics: dict[str, Any]) -> None:
           f"training, chance {chance:.2f}):" if chance else f"\nzero-shot on real speech ({real.get('source')}):")
     print(f"  emotion accuracy of the LLM's own answers from speech: {_estimate(metrics, 'emotion', 'accuracy')}")
     if per:
-        print("  per emotion: " + ", ".join(f"{e} {v:.2f}" for e, v in sorted(per.items()) if v is not None))
+        print("  per emotion: " + ", ".join(f"{e} {v['value']:.2f} (n={v['n']})" for e, v in sorted(per.items())
+                                            if v.get("value") is not None))
 
 
 def print_showcase(records: list[dict[str, Any]]) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +106,13 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
     for path in found:
         try:
             steps[path] = saved_step(path)
+        except pickle.UnpicklingError as error:
+            if "Weights only load failed" not in str(error):  # not a pickle refused for its content: a cut file
+                log.warning("cannot read the checkpoint %s (%s): not resuming from it", path, error)
+                continue
+            # weights_only refused it: it holds objects other than tensors and plain data, i.e. code to run
+            raise RuntimeError(f"{path} is not a plain checkpoint (it holds pickled objects, not only tensors and "
+                               "plain data): refusing to load it; remove it, or set run.resume=never") from None
         except Exception as error:
             log.warning("cannot read the checkpoint %s (%s): not resuming from it", path, error)
     if found and not steps:
@@ -118,8 +126,9 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
 
 
 def saved_step(path: Path) -> int:
-    """``global_step`` of a Lightning checkpoint file, read without loading its tensors (mmap)."""
-    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
+    """``global_step`` of a Lightning checkpoint file, read without loading its tensors (mmap). A checkpoint is
+    data, never code: only tensors and plain containers are unpickled (``weights_only``)."""
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True)["global_step"])
 
 
 def train(cfg: DictConfig) -> Path:
@@ -135,5 +144,5 @@ def train(cfg: DictConfig) -> Path:
     model = SpeechLLM(cfg)
     datamodule = build_datamodule(cfg, model)
     trainer = build_trainer(cfg, run_dir)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir), weights_only=True)
     return run_dir

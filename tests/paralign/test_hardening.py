@@ -1,0 +1,65 @@
+"""Hostile and careless input: a checkpoint that would run code, a run with no readable sample, recipe values
+out of range, and errors a user causes shown as one line."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from paralign.cli import main
+from paralign.config import RecipeError, load_recipe
+from paralign.train import resume_checkpoint
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['PAYLOAD_MARK']}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, monkeypatch):
+    mark = tmp_path / "payload_ran"
+    monkeypatch.setenv("PAYLOAD_MARK", str(mark))
+    (tmp_path / "checkpoints").mkdir()
+    with open(tmp_path / "checkpoints" / "last.ckpt", "wb") as f:
+        pickle.dump({"global_step": 5, "x": _Payload()}, f)
+    torch.save({"global_step": 5, "x": _Payload()}, tmp_path / "hpc_ckpt_1.ckpt")
+    with pytest.raises(RuntimeError, match="not a plain checkpoint") as err:
+        resume_checkpoint(OmegaConf.create({"run": {"resume": "auto"}}), tmp_path)
+    assert "weights_only=False" not in str(err.value)
+    assert not mark.exists()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.max_batch_size=0", "data.max_batch_size=0 must be > 0"),
+    ("data.max_batch_size=-2", "data.max_batch_size=-2 must be > 0"),
+    ("trainer.max_steps=-3", "trainer.max_steps=-3 must be > 0"),
+    ("optim.lr=-1", "optim.lr=-1.0 must be > 0"),
+    ("data.num_workers=-1", "data.num_workers=-1 must be >= 0"),
+    ("tasks.asr.weight=-1", "tasks.asr.weight=-1.0 must be >= 0"),
+])
+def test_values_out_of_range_are_refused_naming_the_key(override, key):
+    with pytest.raises(RecipeError, match=key.replace(".", r"\.")):
+        load_recipe("recipes/tiny.yaml", [override])
+
+
+def test_a_recipe_without_tasks_is_refused_before_any_data_is_built(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(f"data: {{dir: {tmp_path / 'data'}}}\n")
+    with pytest.raises(SystemExit, match="enables no task"):
+        main(["train", "--recipe", str(empty)])
+    assert not (tmp_path / "data").exists()  # no 2,000-clip corpus built first
+
+
+@pytest.mark.slow
+def test_a_run_with_no_readable_sample_stops_instead_of_spinning(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train-000000.tar").write_bytes(b"not a tar at all")
+    (data / "val-000000.tar").write_bytes(b"not a tar at all")
+    args = ["train", "--recipe", "recipes/tiny.yaml", "data.source=shards", f"data.dir={data}",
+            f"run.dir={tmp_path / 'run'}", "trainer.max_time=00:00:02:00"]
+    with pytest.raises(SystemExit, match="no readable sample in an epoch of .*train-000000.tar"):
+        main(args)
