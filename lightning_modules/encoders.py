@@ -62,12 +62,11 @@ class ConformerEncoder(nn.Module):
 
 
 class HFAudioEncoder(nn.Module):
-    """A transformers audio encoder (Whisper encoder, wav2vec2, HuBERT, WavLM) from a local path or hub id.
+    """A transformers wav2vec2-family encoder (wav2vec2, HuBERT, WavLM) from a local path or hub id, on the raw
+    16 kHz waveform its feature extractor gives (``data.features: hf``), ``[B, samples]`` with lengths in samples.
+    (A Whisper ``hf_name`` is built as ``WhisperSpeechEncoder`` on its last hidden state: see ``build_encoder``.)
 
     ``trainable_layers``: None trains everything, 0 freezes everything, k trains the top k layers only.
-    Inputs are what its own feature extractor gives (``data.features: hf``, ``datamodules.features.HFFeatures``):
-    Whisper log-mel ``[B, frames, n_mels]`` with lengths in frames; the wav2vec2 family raw 16 kHz waveforms
-    ``[B, samples]`` with lengths in samples.
     """
 
     def __init__(self, name: str, trainable_layers: int | None = None, trust_remote_code: bool = False,
@@ -77,10 +76,9 @@ class HFAudioEncoder(nn.Module):
             from transformers import AutoModel
 
             model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
-        self.is_whisper = hasattr(model, "get_encoder") and model.config.model_type == "whisper"
-        self.model = model.get_encoder() if self.is_whisper else model
-        self.output_dim = model.config.hidden_size if not self.is_whisper else model.config.d_model
-        self.frame_rate = 50.0 if self.is_whisper else 16000 / _conv_stride(model.config)
+        self.model = model
+        self.output_dim = model.config.hidden_size
+        self.frame_rate = 16000 / _conv_stride(model.config)
         # wav2vec2-base style models (group-normed conv features) are trained without an attention mask and
         # degrade with one (transformers' docs): they get zero-padded input only.
         self.use_mask = getattr(model.config, "feat_extract_norm", "layer") == "layer"
@@ -90,28 +88,11 @@ class HFAudioEncoder(nn.Module):
         if trainable_layers is None:
             return
         self.model.requires_grad_(False)
-        layers = self.model.layers if self.is_whisper else self.model.encoder.layers
+        layers = self.model.encoder.layers
         for layer in list(layers)[len(layers) - trainable_layers:] if trainable_layers else []:
             layer.requires_grad_(True)
 
-    def whisper_input(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``[B, frames, n_mels]`` -> Whisper's ``[B, n_mels, window]`` (30 s): its positions are absolute, so it
-        takes exactly that length. The frames past each clip's end are set to what Whisper's extractor gives for the
-        silence it pads with, 2 below the clip's maximum (log10 clamped 8 below the maximum, then divided by 4),
-        not the collate's zeros, which Whisper never saw."""
-        window = self.model.config.max_source_positions * self.model.conv1.stride[0] * self.model.conv2.stride[0]
-        x = features[:, :window].transpose(1, 2)
-        valid = (torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None])[:, None, :]
-        silence = x.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True) - 2.0
-        x = torch.where(valid, x, silence)
-        return torch.cat([x, silence.expand(-1, x.shape[1], window - x.shape[2])], dim=2)
-
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_whisper:
-            feats = self.whisper_input(inputs, lengths)
-            hidden = self.model(input_features=feats).last_hidden_state
-            out_lens = torch.div(lengths.clamp(max=feats.shape[2]) + 1, 2, rounding_mode="floor")  # stride-2 conv
-            return hidden[:, : int(out_lens.max())], out_lens
         mask = None
         if self.use_mask:
             mask = (torch.arange(inputs.shape[1], device=inputs.device)[None] < lengths[:, None]).long()
@@ -141,5 +122,15 @@ def build_encoder(cfg, model: nn.Module | None = None) -> nn.Module:
     if cfg.type == "hf":
         if not cfg.hf_name:
             raise ValueError("encoder.type=hf needs encoder.hf_name (a local path or hub id)")
+        if model is None:
+            from transformers import AutoModel
+
+            model = AutoModel.from_pretrained(cfg.hf_name, trust_remote_code=cfg.trust_remote_code)
+        if model.config.model_type == "whisper":  # on the clip's real length, never padded to 30 s
+            from lightning_modules.whisper_encoder import WhisperSpeechEncoder
+
+            layers = model.config.encoder_layers
+            return WhisperSpeechEncoder(model.get_encoder(), layer=layers,
+                                        trainable_layers=layers if cfg.trainable_layers is None else cfg.trainable_layers)
         return HFAudioEncoder(cfg.hf_name, cfg.trainable_layers, cfg.trust_remote_code, model=model)
     raise ValueError(f"encoder.type must be 'conformer', 'whisper' or 'hf', got {cfg.type!r}")

@@ -44,7 +44,7 @@ def encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
     if isinstance(encoder, WhisperSpeechEncoder):
         return encoder.whisper.layers
     if isinstance(encoder, HFAudioEncoder):
-        return encoder.model.layers if encoder.is_whisper else encoder.model.encoder.layers
+        return encoder.model.encoder.layers
     raise TypeError(f"no known blocks in encoder {type(encoder).__name__}")
 
 

@@ -10,7 +10,8 @@ Rows (a vs b, ratio = a / b):
 - the loader alone vs what the training step consumes (audio-seconds/s, so clip lengths need not match);
 - teacher generation, batched (the recipe's teacher batch size) vs one prompt at a time;
 - peak memory of a training step vs the floor step;
-- the Whisper encoder on a clip's real length vs padded to 30 s (and its conversion / load time).
+- the Whisper encoder on a clip's real length vs padded to 30 s (and its conversion / load time);
+- resampling from an odd rate: polyphase vs torchaudio's sinc.
 
 The timed sides of a ratio take turns within each repeat, so a change in the machine's load (shared CPUs) hits
 both alike. On a CPU shared with other work, two torch threads per process can make small ops (one-prompt decoding,
@@ -218,7 +219,8 @@ def tiny_shards(out: Path, clips: int) -> Path:
 def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0, repeats: int = 3,
                   shards: str | None = None, shard_clips: int = 96, loader_samples: int = 320,
                   prompts: int | None = None, single_prompts: int = 8, bucket_window: int | None = None,
-                  device: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+                  device: str | None = None, whisper: str | None = None,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every measurement of the benchmark; returns ``{"machine", "settings", "rows", "details", "notes"}``.
 
     ``prompts`` (default: the recipe's ``teacher.batch_size``) are generated batched, ``single_prompts`` of them one
@@ -251,7 +253,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
                                   precision, dev)
     audio_seconds = batch_size * seconds
 
-    log(f"[1-3/7] cached-teacher step, online-teacher step and LLM floor, batch {batch_size} x {seconds:g} s, "
+    log(f"[1-3/8] cached-teacher step, online-teacher step and LLM floor, batch {batch_size} x {seconds:g} s, "
         f"{repeats} interleaved repeats (+1 warm-up)")
     timings = interleaved_timings(steps, repeats)
     step_s = {k: statistics.median(v) for k, v in timings.items()}
@@ -272,7 +274,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
         source = shards or recipe_train_shards(cfg)
         described = source or f"{shard_clips} tiny tone clips (temporary)"
         source = source or str(tiny_shards(Path(tmp), shard_clips))
-        log(f"[4/7] loader ({described}), bucketed vs plain, {cfg.data.num_workers} workers, {repeats} repeats")
+        log(f"[4/8] loader ({described}), bucketed vs plain, {cfg.data.num_workers} workers, {repeats} repeats")
         from paralign.loader_bench import loader_benchmark
 
         # The recipe's own example building (tasks, prompt tokens) and collate, in the workers, as training runs.
@@ -299,7 +301,7 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
 
     prompts = prompts or int(cfg.teacher.batch_size)
     single = min(prompts, single_prompts)
-    log(f"[5/7] teacher generation, {prompts} prompts batched by {cfg.teacher.batch_size} vs {single} of them one "
+    log(f"[5/8] teacher generation, {prompts} prompts batched by {cfg.teacher.batch_size} vs {single} of them one "
         f"at a time, {repeats} repeats")
     try:
         from paralign.teacher_bench import bench_prompts, teacher_throughput
@@ -318,14 +320,14 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
         rows.append(row("teacher generation: batched vs one at a time", "replies/s", "batched", replies["batched"],
                         "one at a time", replies["one_at_a_time"], ">= 5"))
 
-    log("[6/7] peak memory of a training step vs the floor step")
+    log("[6/8] peak memory of a training step vs the floor step")
     memory = {name: peak_memory_mb(fn, dev) for name, fn in (("step", steps["cached"]), ("floor", steps["floor"]))}
     details["memory_method"] = memory["step"][1]
     rows.append(row("peak memory: training step vs floor", "MB", "training step (cached)", memory["step"][0],
                     "LLM fwd+bwd", memory["floor"][0], ""))
 
-    whisper = cfg.encoder.name if cfg.encoder.type == "whisper" else "whisper-base"
-    log(f"[7/7] Whisper encoder ({whisper}): conversion from its wheel, load, one 3.3 s clip on its real length vs "
+    whisper = whisper or (cfg.encoder.name if cfg.encoder.type == "whisper" else "whisper-base")
+    log(f"[7/8] Whisper encoder ({whisper}): conversion from its wheel, load, one 3.3 s clip on its real length vs "
         f"padded to 30 s, {repeats} repeats")
     from paralign.whisper_bench import whisper_timings
 
@@ -333,9 +335,13 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
     details["whisper"] = timing
     rows.append(row(f"{whisper} encoder per clip: real length vs 30 s", "ms/clip", "real length (ours)",
                     1000 * timing["real_s"], "padded to 30 s (transformers)", 1000 * timing["padded_s"], "<= 0.2"))
-    if "convert_s" in timing:
-        notes.append(f"{whisper}: converted from its wheel in {timing['convert_s']:.1f} s (once), loaded in "
-                     f"{timing['load_s']:.2f} s")
+
+    log(f"[8/8] resampling a 3 s clip from 24,414 Hz to 16 kHz: polyphase (ours) vs torchaudio's sinc, {repeats} "
+        "repeats")
+    resampling = resample_timings(repeats)
+    details["resample"] = resampling
+    rows.append(row("resampling 24,414 Hz -> 16 kHz, 3 s clip", "s/clip", "polyphase (ours)", resampling["polyphase"],
+                    "torchaudio sinc", resampling["torchaudio"], "<= 0.1"))
 
     machine = {"host": platform.node(), "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -343,6 +349,19 @@ def run_benchmark(cfg: DictConfig, *, batch_size: int = 8, seconds: float = 1.0,
     settings = {"recipe": cfg.name, "llm": cfg.llm.name, "batch_size": batch_size, "seconds": seconds,
                 "repeats": repeats, "prompts": prompts, "loader_samples": loader_samples}
     return {"machine": machine, "settings": settings, "rows": rows, "details": details, "notes": notes}
+
+
+def resample_timings(repeats: int, sr: int = 24414, seconds: float = 3.0) -> dict[str, float]:
+    """Median seconds to resample one clip from an odd rate to 16 kHz, both ways, interleaved."""
+    import torchaudio
+
+    from datamodules.audio import resample
+
+    wave = (0.1 * torch.randn(int(sr * seconds))).numpy()
+    sides = {"polyphase": lambda: resample(wave, sr, 16000),
+             "torchaudio": lambda: torchaudio.functional.resample(torch.from_numpy(wave), sr, 16000)}
+    timings = interleaved_timings(sides, repeats)
+    return {k: statistics.median(v) for k, v in timings.items()}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -360,5 +379,9 @@ def format_table(report: dict[str, Any]) -> str:
     out.append(f"machine: {m['host']}, {m['device']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, "
                f"load average {', '.join(f'{x:.1f}' for x in m['load_average'])}")
     out.append(f"peak memory: {report['details']['memory_method']}")
+    w = report["details"].get("whisper", {})
+    if "convert_s" in w:
+        out.append(f"{w['model']}: converted from its wheel in {w['convert_s']:.1f} s (once, then cached), loaded in "
+                   f"{w['load_s']:.2f} s")
     out += [f"note: {n}" for n in report["notes"]]
     return "\n".join(out)

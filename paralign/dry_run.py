@@ -20,6 +20,7 @@ from lightning_modules.adapters import build_adapter
 from lightning_modules.encoders import ConformerEncoder, build_encoder
 from lightning_modules.llm_loading import SMOLLM2_ALIAS, default_cache_dir
 from lightning_modules.speech_llm import LABEL_SETS
+from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 GIB = 2 ** 30
@@ -73,6 +74,12 @@ def meta_modules(cfg: DictConfig) -> dict[str, nn.Module]:
         if cfg.encoder.type == "hf" and cfg.encoder.hf_name:
             hf_model = AutoModel.from_config(model_config(cfg.encoder.hf_name, cfg.encoder.trust_remote_code),
                                              trust_remote_code=cfg.encoder.trust_remote_code)
+        elif cfg.encoder.type == "whisper":
+            from lightning_modules.whisper_loading import WHEEL_MODELS, whisper_path
+
+            name = whisper_path(cfg.encoder.name, cfg.encoder.cache_dir) if cfg.encoder.name in WHEEL_MODELS \
+                else cfg.encoder.name
+            hf_model = AutoModel.from_config(model_config(name))
         encoder = build_encoder(cfg.encoder, model=hf_model)
         hidden = llm.get_input_embeddings().embedding_dim
         adapter = build_adapter(cfg.adapter, encoder.output_dim, hidden, encoder.frame_rate)
@@ -160,14 +167,13 @@ def memory_lines(cfg: DictConfig, modules: dict[str, nn.Module]) -> tuple[list[L
         frames, width, ffn, blocks = rows * seconds * encoder.frame_rate, e.d_model, 2 * e.ffn_dim, e.layers
         frame_note = f"conformer frames at {encoder.frame_rate:g}/s"
     else:
-        ec = encoder.model.config
+        whisper = isinstance(encoder, WhisperSpeechEncoder)
+        ec = encoder.whisper.config if whisper else encoder.model.config
         width = encoder.output_dim
         ffn = getattr(ec, "encoder_ffn_dim", None) or ec.intermediate_size
-        blocks = len(encoder.model.layers if encoder.is_whisper else encoder.model.encoder.layers)
-        per_row = 1500 if encoder.is_whisper else seconds * encoder.frame_rate
-        frames = rows * per_row
-        frame_note = ("Whisper pads every row to 30 s (1500 frames)" if encoder.is_whisper
-                      else f"{encoder.frame_rate:g} frames/s")
+        blocks = len(encoder.whisper.layers if whisper else encoder.model.encoder.layers)
+        frames = rows * seconds * encoder.frame_rate  # Whisper too: it runs on the real length, not 30 s
+        frame_note = f"{encoder.frame_rate:g} encoder frames/s"
     ac_encoder = t.activation_checkpointing or cfg.encoder.activation_checkpointing
     enc_act = _stack_activations(frames, blocks, _layer_bytes_per_token(width, width, ffn, act), width, act,
                                  ac_encoder)

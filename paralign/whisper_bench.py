@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from datamodules.features import HFFeatures
+from paralign.bench import interleaved_timings
 
 
 def whisper_timings(name: str, repeats: int, seconds: float = 3.3, device: torch.device | None = None
@@ -40,19 +41,8 @@ def whisper_timings(name: str, repeats: int, seconds: float = 3.3, device: torch
     padded = torch.from_numpy(extractor(wave, sampling_rate=16000, return_tensors="np")["input_features"]).to(device)
     lengths = torch.tensor([real.shape[1]], device=device)
     sides = {"real": lambda: encoder(real, lengths), "padded": lambda: whisper(input_features=padded)}
-    times: dict[str, list[float]] = {k: [] for k in sides}
     with torch.no_grad():
-        for fn in sides.values():  # warm-up
-            fn()
-        for _ in range(repeats):
-            for side, fn in sides.items():  # interleaved, so a change in load hits both
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                fn()
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times[side].append(time.perf_counter() - start)
+        times = interleaved_timings(sides, repeats)
     out.update({f"{side}_s": statistics.median(v) for side, v in times.items()})
     out["all"] = times
     return out

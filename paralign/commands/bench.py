@@ -15,8 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "the training step with cached teacher targets vs an on-the-fly teacher pass; the training "
                      "step vs the bare frozen-LLM forward+backward; padding ratio and loader throughput bucketed vs "
                      "plain; the loader vs the training step's consumption; batched vs one-at-a-time teacher "
-                     "generation; peak memory of a step. Prints a table and writes JSON to --out."))
-    add_recipe_arguments(parser, default="recipes/demo.yaml")  # the demo models (SmolLM2, the demo conformer)
+                     "generation; peak memory of a step; the Whisper encoder on a clip's real length vs padded to "
+                     "30 s (with its conversion and load time); resampling from an odd rate, polyphase vs "
+                     "torchaudio. Prints a table and writes JSON to --out."))
+    add_recipe_arguments(parser, default="recipes/demo.yaml")  # the demo models (SmolLM2, Whisper-base)
     parser.add_argument("--batch-size", type=int, default=8, help="clips per training batch (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=1.0,
                         help="length of each synthetic training clip in seconds (default: %(default)s)")
@@ -28,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bucket-window", type=int, default=None,
                         help="examples sorted per bucket on the bucketed loader side (default: the recipe's "
                              "data.bucket_window, or 64 where the recipe trains without buckets)")
+    parser.add_argument("--whisper", default=None,
+                        help="Whisper for the encoder row (default: the recipe's encoder.name when it is a Whisper, "
+                             "else whisper-base)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/bench.json"),
                         help="JSON report (default: %(default)s)")
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_benchmark(cfg, batch_size=args.batch_size, seconds=args.seconds, repeats=args.repeats,
                                shards=args.shards, prompts=args.prompts, bucket_window=args.bucket_window,
-                               device=args.device)
+                               device=args.device, whisper=args.whisper)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     report["settings"]["recipe_path"] = str(args.recipe)

@@ -44,3 +44,20 @@ def test_logmel_shape_and_rate():
     assert LogMel()(np.zeros(1600, np.float32)).min() == pytest.approx(np.log(1e-10))  # silence is clamped, finite
     with pytest.raises(ValueError, match="1-D"):
         LogMel()(np.zeros((2, 100), np.float32))
+
+
+@pytest.mark.parametrize("sr", [24414, 44100, 48000, 8000, 22050])
+def test_resampling_from_any_rate_matches_the_band_limited_signal(sr):
+    from datamodules.audio import resample
+
+    seconds, freqs = 1.0, (440.0, 3000.0)
+    t = np.arange(int(seconds * sr)) / sr
+    wave = sum(0.3 * np.sin(2 * np.pi * f * t) for f in freqs).astype(np.float32)
+    out = resample(wave, sr, 16000)
+    assert out.dtype == np.float32 and abs(out.size - int(round(seconds * 16000))) <= 1
+    ref = sum(0.3 * np.sin(2 * np.pi * f * np.arange(out.size) / 16000) for f in freqs)
+    inner = slice(200, out.size - 200)  # away from the filter's edges
+    assert np.max(np.abs(out[inner] - ref[inner])) < 0.01
+    if sr > 16000:  # content above the new Nyquist frequency is filtered out, not folded back
+        alias = resample((0.5 * np.sin(2 * np.pi * 10000 * t)).astype(np.float32), sr, 16000)
+        assert np.sqrt(np.mean(alias[inner] ** 2)) < 0.01

@@ -18,7 +18,8 @@ from transformers import (Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Mode
 
 from datamodules.datamodule import ShardDataModule
 from datamodules.features import HFFeatures, LogMel, build_features
-from lightning_modules.encoders import HFAudioEncoder
+from lightning_modules.encoders import HFAudioEncoder, build_encoder
+from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 from paralign.config import RecipeError, load_recipe
 
 SR = 16000
@@ -112,24 +113,22 @@ def test_batches_through_the_datamodule(models, shard_dir):
     assert batch["features"].shape == (4, max(lens)) and batch["feature_lens"].tolist() == lens
 
 
-def test_whisper_sees_silence_past_the_clip_as_its_extractor_pads_it(models):
-    encoder = HFAudioEncoder(str(models["whisper"])).eval()
-    wave = tone(16000)
-    own = WhisperFeatureExtractor.from_pretrained(models["whisper"])(wave, sampling_rate=SR, return_tensors="pt")
-    feats = HFFeatures(str(models["whisper"]))(wave)
-    padded = torch.cat([feats, torch.zeros(50, 80)])[None]  # the collate pads a longer batch with zeros
-    x = encoder.whisper_input(padded, torch.tensor([100]))
-    assert x.shape == (1, 80, 3000)
-    # equal but for frames 100 and 101, whose 400-sample windows (centred every 160) still reach into the clip
-    torch.testing.assert_close(x[..., :100], own["input_features"][..., :100])
-    torch.testing.assert_close(x[..., 102:], own["input_features"][..., 102:])
+def test_an_hf_whisper_runs_on_the_real_length_not_30_s(models):
+    cfg = load_recipe("recipes/tiny.yaml", ["encoder.type=hf", f"encoder.hf_name={models['whisper']}"])
+    encoder = build_encoder(cfg.encoder).eval()
+    assert isinstance(encoder, WhisperSpeechEncoder) and encoder.layer == len(encoder.whisper.layers)
+    feats = HFFeatures(str(models["whisper"]))(tone(16000))  # 1 s: 100 frames
+    with torch.no_grad():
+        out, lens = encoder(feats[None], torch.tensor([feats.shape[0]]))
+    assert out.shape[1] == int(lens[0]) == 50  # not Whisper's 1500 frames of 30 s
 
 
 @pytest.mark.parametrize("name", ["whisper", "wav2vec2"])
 def test_a_clip_in_a_padded_batch_encodes_as_alone(models, name):
     features = HFFeatures(str(models[name]))
     if name == "whisper":
-        encoder = HFAudioEncoder(str(models[name]))
+        encoder = build_encoder(load_recipe("recipes/tiny.yaml", ["encoder.type=hf",
+                                                                  f"encoder.hf_name={models[name]}"]).encoder)
     else:  # layer-normed conv features: the variant that takes an attention mask, so padding must not matter
         torch.manual_seed(0)
         encoder = HFAudioEncoder("", model=Wav2Vec2Model(tiny_wav2vec2_config("layer")))

@@ -17,7 +17,8 @@ ROWS = {
     "teacher targets: cached vs on-the-fly", "training step vs bare frozen-LLM floor",
     "padding ratio: bucketed vs plain", "loader throughput: bucketed vs plain",
     "loader alone vs training consumption", "teacher generation: batched vs one at a time",
-    "peak memory: training step vs floor",
+    "peak memory: training step vs floor", "whisper-tiny.en encoder per clip: real length vs 30 s",
+    "resampling 24,414 Hz -> 16 kHz, 3 s clip",
 }
 
 
@@ -27,7 +28,7 @@ def test_bench_writes_every_row_with_consistent_ratios(tmp_path: Path, capsys) -
     out = tmp_path / "bench.json"
     rc = main(["bench", "--recipe", str(ROOT / "recipes/tiny.yaml"), "--repeats", "1", "--batch-size", "2",
                "--seconds", "0.5", "--prompts", "2", "--shards", str(tmp_path / "shards"), "--out", str(out),
-               "--device", "cpu", "teacher.max_new_tokens=3", "teacher.batch_size=2"])
+               "--device", "cpu", "--whisper", "whisper-tiny.en", "teacher.max_new_tokens=3", "teacher.batch_size=2"])
     assert rc == 0
     report = json.loads(out.read_text())
     assert {r["name"] for r in report["rows"]} == ROWS
@@ -45,6 +46,8 @@ def test_bench_writes_every_row_with_consistent_ratios(tmp_path: Path, capsys) -
     assert by_name["teacher targets: cached vs on-the-fly"]["a"].startswith("cached top-8")
     assert report["details"]["training"]["loss"] == "ce+kl (response task)"
     assert report["details"]["teacher"]["prompts"] == 2  # --prompts given; default: teacher.batch_size
+    whisper = report["details"]["whisper"]
+    assert whisper["convert_s"] > 0 and whisper["real_s"] > 0 and whisper["padded_s"] > 0
     printed = capsys.readouterr().out
     assert format_table(report) in printed
 

@@ -225,7 +225,8 @@ def test_dry_run_of_the_full_scale_recipe(capsys):
     assert main(["train", "--recipe", str(ROOT / "recipes/llama3_8b_whisper.yaml"), "--dry-run"]) == 0
     report = capsys.readouterr().out
     assert "8,030,261,248 (frozen)" in report  # Llama-3-8B-Instruct, from its shipped config
-    assert "636,968,960" in report  # the Whisper-large-v3 encoder alone (the decoder is not built into the model)
+    # the Whisper-large-v3 encoder alone (the decoder is not built into the model) + its 33 layer-mix weights
+    assert "636,968,993" in report
     frozen = next(line for line in report.splitlines() if "frozen LLM weights" in line)
     assert "sharded over 8" in frozen and 1.8 < float(frozen.split()[-2]) < 1.9  # 16 GB of bf16 over 8 GPUs
     total = float(next(line for line in report.splitlines() if line.strip().startswith("total") and "GiB" in line)
@@ -244,4 +245,4 @@ def test_full_scale_recipe_validates():
     cfg = load_recipe(ROOT / "recipes/llama3_8b_whisper.yaml")
     t = cfg.trainer
     assert (t.strategy, t.precision, t.activation_checkpointing, t.devices) == ("fsdp", "bf16-mixed", True, 8)
-    assert cfg.encoder.type == "hf" and cfg.llm.dtype == "bfloat16"
+    assert cfg.encoder.type == "whisper" and cfg.llm.dtype == "bfloat16"
