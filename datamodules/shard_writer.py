@@ -182,6 +182,9 @@ def iter_shard_metadata(shards: Iterable[Path]) -> Iterable[tuple[Path, dict]]:
                     yield shard, json.loads(sample["json"])
 
 
+SPLIT_FILE = "split.json"
+
+
 def write_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     """Scan the shards in ``folder`` and write ``manifest.json``: shards with sample counts, hours per split and
     the label inventory (emotion and style counts, speakers)."""
@@ -191,6 +194,7 @@ def write_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     emotions: Counter = Counter()
     styles: Counter = Counter()
     speakers: set[str] = set()
+    split_speakers: dict[str, set[str]] = {}
     shards = shard_files(folder)
     for shard, meta in iter_shard_metadata(shards):
         counts[shard.name] += 1
@@ -199,6 +203,7 @@ def write_manifest(folder: str | os.PathLike) -> dict[str, Any]:
         styles.update(meta.get("style") or [])
         if meta.get("speaker"):
             speakers.add(meta["speaker"])
+            split_speakers.setdefault(str(meta.get("split")), set()).add(meta["speaker"])
     manifest = {
         "shards": [{"name": s.name, "split": SHARD_NAME.match(s.name)["split"], "samples": counts[s.name]}
                    for s in shards],
@@ -206,7 +211,10 @@ def write_manifest(folder: str | os.PathLike) -> dict[str, Any]:
         "hours": {split: round(sec / 3600, 6) for split, sec in sorted(seconds.items())},
         "labels": {"emotion": dict(emotions.most_common()), "style": dict(styles.most_common()),
                    "speakers": sorted(speakers)},
+        "speakers_per_split": {split: sorted(names) for split, names in sorted(split_speakers.items())},
     }
+    if (folder / SPLIT_FILE).exists():  # how the split was made (paralign import --val-speakers ...)
+        manifest["split"] = json.loads((folder / SPLIT_FILE).read_text(encoding="utf-8"))
     tmp = folder / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, folder / "manifest.json")
