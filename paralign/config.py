@@ -157,8 +157,24 @@ class AugmentConfig:
 
 
 @dataclass
+class CorpusConfig:
+    """``data.source: import``: a corpus in its released layout, imported once into ``data.dir`` (resampled to
+    ``data.sample_rate``), with a speaker-disjoint split where the corpus defines none."""
+
+    name: str = "ravdess"  # an importer of `paralign import`: esd ravdess cremad iemocap msp-podcast expresso manifest
+    root: Optional[str] = None  # the corpus folder as released (or the manifest file)
+    val_speakers: List[str] = field(default_factory=list)
+    test_speakers: List[str] = field(default_factory=list)
+    val_share: float = 0.0  # or a hashed share of speakers per split
+    test_share: float = 0.0
+    split_seed: int = 0
+
+
+@dataclass
 class DataConfig:
-    source: str = "synth"  # synth: build the espeak corpus into `dir`; tiny: tones made in code; shards: use paths
+    # synth: build the espeak corpus into `dir`; tiny: tones made in code; shards: use paths; import: `corpus` below
+    source: str = "synth"
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
     dir: str = "data/demo"
     train: List[str] = field(default_factory=list)  # shard sources (files, folders, brace patterns, pipe:)
     val: List[str] = field(default_factory=list)
@@ -278,12 +294,20 @@ class EvalConfig:
     # A folder that is absent is reported and skipped (the demo points at a development copy of RAVDESS).
     real_eval: Optional[str] = None
     real_eval_corpus: str = "ravdess"
+    # The linear probe: fitted on one half of the evaluated clips and scored on the other (half), or fitted on the
+    # train split and scored on all evaluated clips (train: the honest figure where the train split has other
+    # speakers than the test split)
+    probe_fit: str = "half"
 
 
 @dataclass
 class Recipe:
     name: str = "unnamed"
     seed: int = 0
+    # Start from a trained checkpoint's weights (encoder, adapter, heads), with a fresh optimizer, scheduler and
+    # data position: fine-tuning, e.g. the demo's run on a corpus of one's own. A run folder that holds its own
+    # checkpoint resumes from that instead.
+    init_from: Optional[str] = None
     run: RunConfig = field(default_factory=RunConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -357,10 +381,10 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
     choices = {
         "encoder.type": ("conformer", "whisper", "hf"), "adapter.type": ("stack", "conv"),
         "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
-        "data.source": ("synth", "tiny", "shards"), "data.features": ("auto", "logmel", "hf"),
+        "data.source": ("synth", "tiny", "shards", "import"), "data.features": ("auto", "logmel", "hf"),
         "run.resume": ("auto", "never"),
         "trainer.strategy": ("auto", "ddp", "fsdp"), "eval.judge": ("none", "local", "openai"),
-        "eval.judge_mode": ("expected", "generate"),
+        "eval.judge_mode": ("expected", "generate"), "eval.probe_fit": ("half", "train"),
         "eval.reference_variant": ("conditioned", "plain"), "eval.cascade": ("none", "transcript", "transcript+labels"),
     }
     for name, task in cfg.tasks.items():
@@ -375,6 +399,8 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
                                   f"{', '.join(METADATA_FIELDS)}")
     if cfg.ctc.enabled and cfg.ctc.weight <= 0:
         raise RecipeError(f"{origin}: ctc.weight={cfg.ctc.weight} must be positive when ctc.enabled")
+    if cfg.data.source == "import" and not cfg.data.corpus.root:
+        raise RecipeError(f"{origin}: data.source=import needs data.corpus.root (the corpus folder as released)")
     if cfg.classifier.pretrain_steps > 0 and not cfg.classifier.enabled:
         raise RecipeError(f"{origin}: classifier.pretrain_steps={cfg.classifier.pretrain_steps} needs "
                           "classifier.enabled=true (the heads are what those steps train)")

@@ -17,11 +17,15 @@ def prepare_data(cfg: DictConfig) -> None:
         from datamodules.tiny_corpus import build_tiny_corpus
 
         build_tiny_corpus(base, seed=d.seed)
-    elif d.source == "synth":
-        from datamodules.synth import build_synth_shards
+    elif d.source in ("synth", "import"):
         from datamodules.teacher import generate_teacher_replies
 
-        build_synth_shards(base, clips=d.synth.clips, seed=d.synth.seed, workers=max(1, d.num_workers))
+        if d.source == "synth":
+            from datamodules.synth import build_synth_shards
+
+            build_synth_shards(base, clips=d.synth.clips, seed=d.synth.seed, workers=max(1, d.num_workers))
+        else:
+            import_corpus_shards(cfg, Path(base))
         if needs_teacher(cfg):
             generate_teacher_replies(cfg, base)
     if cfg.qa_generation.from_dir:
@@ -29,6 +33,32 @@ def prepare_data(cfg: DictConfig) -> None:
 
         if not is_current(cfg.qa_generation, d.dir):  # replies already asked for come from its cache
             generate_qa(cfg.qa_generation, base, d.dir)
+
+
+def import_corpus_shards(cfg: DictConfig, out: Path) -> None:
+    """``data.source: import``: the corpus of ``data.corpus`` into shards in ``out``, once (a folder with a
+    manifest is taken as done; the writer resumes a cut import), split by speaker where it defines no split."""
+    import json
+
+    from datamodules.importers import import_corpus
+    from datamodules.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit
+    from datamodules.shard_writer import SPLIT_FILE, write_shards
+
+    if (out / "manifest.json").exists():
+        return
+    c = cfg.data.corpus
+    split = SpeakerSplit(list(c.val_speakers), list(c.test_speakers), c.val_share, c.test_share, c.split_seed)
+    if split.active and c.name in CORPORA_WITH_SPLIT:
+        raise ValueError(f"data.corpus: {c.name} defines its own split, which is kept; drop the speaker settings")
+    records = import_corpus(c.name, c.root)
+    unknown: list[str] = []
+    if split.active:
+        records = split.apply(records, unknown)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SPLIT_FILE).write_text(json.dumps(split.describe(), indent=1) + "\n")
+    summary = write_shards(records, out, target_sr=cfg.data.sample_rate)
+    if not summary.kept and not summary.already_written:
+        raise ValueError(f"data.corpus.root={c.root}: no clip could be imported (see {out / 'rejects.jsonl'})")
 
 
 def needs_teacher(cfg: DictConfig) -> bool:

@@ -110,16 +110,26 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def probe_accuracies(pooled: dict[str, tuple[torch.Tensor, dict]]) -> dict[str, float | None]:
+def probe_accuracies(pooled: dict[str, tuple[torch.Tensor, dict]],
+                     fit_on: dict[str, tuple[torch.Tensor, dict]] | None = None) -> dict[str, float | None]:
+    """Linear-probe accuracy per label kind: fitted on ``fit_on`` (other clips, e.g. the train split) and scored
+    on every clip of ``pooled``, or, without ``fit_on``, fitted on one half of ``pooled`` (by a hash of the clip
+    key) and scored on the other."""
     out: dict[str, float | None] = {}
     for kind, classes in (("emotion", EMOTIONS), ("style", STYLES)):
-        fit, score = ([], []), ([], [])
+        fit: tuple[list, list] = ([], [])
+        score: tuple[list, list] = ([], [])
         for key, (vec, meta) in pooled.items():
             label = probe_label(kind, meta)
             if label is not None:
-                part = fit if zlib.crc32(key.encode()) % 2 == 0 else score
+                part = score if fit_on is not None or zlib.crc32(key.encode()) % 2 else fit
                 part[0].append(vec)
                 part[1].append(label)
+        for vec, meta in (fit_on or {}).values():
+            label = probe_label(kind, meta)
+            if label is not None:
+                fit[0].append(vec)
+                fit[1].append(label)
         enough = min(len(fit[1]), len(score[1])) >= 4 and len(set(fit[1])) >= 2
         out[kind] = fit_probe_accuracy(torch.stack(fit[0]), torch.tensor(fit[1]), torch.stack(score[0]),
                                        torch.tensor(score[1]), len(classes)) if enough else None
@@ -174,12 +184,30 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
                     break
     judge = build_judge(cfg, model, out / "judge_cache.jsonl")
     metrics = compute_metrics(records, judge=judge)
-    metrics["probe"] = probe_accuracies(pooled)
+    fit_on = pooled_tokens(cfg, model, "train") if cfg.eval.probe_fit == "train" and pooled else None
+    metrics["probe"] = probe_accuracies(pooled, fit_on)
+    metrics["probe"]["fitted_on"] = "train split" if fit_on is not None else "half of the evaluated clips"
     metrics["checkpoint"] = str(ckpt) if ckpt else f"none (cascade: {cascade})"
     metrics["recipe"] = cfg.name
     write_report(out, metrics, records, title=title or f"Evaluation of {cfg.name} ({cfg.eval.split} split)")
     log.info("evaluation written to %s", out)
     return metrics
+
+
+@torch.no_grad()
+def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tuple[torch.Tensor, dict]]:
+    """Mean-pooled speech tokens of every clip of ``split`` of ``data.dir`` (the probe's fitting set)."""
+    d = cfg.data
+    dm = ShardDataModule(test=[d.dir], test_split=split, sample_rate=d.sample_rate, features=build_features(cfg),
+                         max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
+                         bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed)
+    pooled: dict[str, tuple[torch.Tensor, dict]] = {}
+    for batch in tqdm(dm.test_dataloader(), desc=f"probe: pooling the {split} split", unit="batch"):
+        speech, lens = model.speech_embeddings(batch["features"].to(model.device),
+                                               batch["feature_lens"].to(model.device))
+        for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
+            pooled[key] = (vec.float().cpu(), meta)
+    return pooled
 
 
 def showcase_records(cfg: DictConfig, model: SpeechLLM) -> list[dict[str, Any]]:

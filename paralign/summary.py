@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig
 
 
 def _estimate(metrics: dict[str, Any], task: str, name: str) -> str:
@@ -21,7 +24,8 @@ def print_headline(metrics: dict[str, Any]) -> None:
         f"  emotion accuracy of the LLM's own answers from speech: {_estimate(metrics, 'emotion', 'accuracy')}",
         f"  style accuracy of the LLM's answers:                  {_estimate(metrics, 'style', 'accuracy')}",
         f"  linear probe on speech tokens, emotion:              "
-        f"{probe.get('emotion') if probe.get('emotion') is None else round(probe['emotion'], 3)}",
+        f"{probe.get('emotion') if probe.get('emotion') is None else round(probe['emotion'], 3)}"
+        f" (fitted on {probe.get('fitted_on', 'half of the evaluated clips')})",
         f"  response ROUGE-L vs the emotion-aware text replies:  {_estimate(metrics, 'response', 'rougeL')}",
         f"  asr WER:                                              {_estimate(metrics, 'asr', 'wer')}",
     ]
@@ -44,10 +48,31 @@ def print_real(metrics: dict[str, Any]) -> None:
 def print_showcase(records: list[dict[str, Any]]) -> None:
     """Same words, different voices, different replies: grouped by sentence."""
     by_sentence: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        by_sentence[r["transcript"]].append(r)
+    seen: set[tuple] = set()
+    for r in records:  # one recording per sentence and emotion (a test split holds many)
+        if (r["transcript"], r["emotion"]) not in seen:
+            seen.add((r["transcript"], r["emotion"]))
+            by_sentence[r["transcript"]].append(r)
     print("\nshowcase: the frozen LLM's reply to each recording (it never sees the emotion in text)")
     for sentence, rows in by_sentence.items():
         print(f'\n  "{sentence}"')
         for r in sorted(rows, key=lambda x: x["emotion"] or ""):
             print(f"    [{r['emotion']:>9} voice] {r['reply'].strip()[:160]}")
+
+
+def evaluate_and_print(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path) -> None:
+    """``paralign eval`` and the end of ``paralign train`` (``eval.after_train``): the held-out evaluation, the
+    showcase (``eval.showcase_split``) and the zero-shot figure on real speech (``eval.real_eval``), printed."""
+    from paralign.evaluate import evaluate, load_trained, showcase_records
+    from paralign.real_eval import evaluate_real
+
+    run_dir = Path(run_dir)
+    model = load_trained(cfg, ckpt) if ckpt is not None else None  # once, for all three
+    print_headline(evaluate(cfg, ckpt, run_dir, model=model))
+    if model is not None and cfg.eval.showcase_split:
+        print_showcase(showcase_records(cfg, model))
+    print(f"evaluation report: {run_dir / 'eval' / 'report.md'}")
+    real = evaluate_real(cfg, model, run_dir) if model is not None else None
+    if real:
+        print_real(real)
+        print(f"real-speech report: {run_dir / 'eval_real' / 'report.md'}")

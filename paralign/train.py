@@ -131,6 +131,28 @@ def saved_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True)["global_step"])
 
 
+def init_weights(model: SpeechLLM, path: str | Path) -> None:
+    """``init_from``: the trainable weights of another run's checkpoint (weights only: optimizer, scheduler and
+    data position start afresh). A checkpoint of another model shape is a one-line error naming both."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from={path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except pickle.UnpicklingError:
+        raise RuntimeError(f"init_from={path} is not a plain checkpoint (it holds pickled objects): refusing to "
+                           "load it") from None
+    except KeyError:
+        raise ValueError(f"init_from={path}: not a paralign training checkpoint (no state_dict)") from None
+    try:
+        model.check_checkpoint_keys(state)
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        detail = str(err).splitlines()[-1].strip() if "size mismatch" in str(err) else str(err)
+        raise ValueError(f"init_from={path} does not fit this recipe's model: {detail}") from None
+    log.info("initialised the trainable weights from %s", path)
+
+
 def train(cfg: DictConfig) -> Path:
     """Prepare data, train, and return the run folder."""
     if cfg.eval.cascade != "none":
@@ -142,7 +164,10 @@ def train(cfg: DictConfig) -> Path:
     run_dir = resolve_run_dir(cfg)
     prepare_data(cfg)
     model = SpeechLLM(cfg)
+    resume = resume_checkpoint(cfg, run_dir)
+    if resume is None and cfg.init_from:
+        init_weights(model, cfg.init_from)
     datamodule = build_datamodule(cfg, model)
     trainer = build_trainer(cfg, run_dir)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir), weights_only=True)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     return run_dir

@@ -33,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: --ckpt is required (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
     if args.ckpt and not Path(args.ckpt).is_file():
         raise SystemExit(f"error: checkpoint not found: {args.ckpt}")
-    from paralign.evaluate import evaluate
-    from paralign.summary import print_headline
+    from paralign.summary import evaluate_and_print
 
     run_dir = args.run_dir
     if cascade:
@@ -43,16 +42,5 @@ def run(args: argparse.Namespace) -> int:
 
         run_dir = args.run_dir or resolve_run_dir(cfg)
         prepare_data(cfg)
-    metrics = evaluate(cfg, args.ckpt, run_dir)
-    print_headline(metrics)
-    run_dir = Path(run_dir or Path(args.ckpt).resolve().parents[1])
-    print(f"evaluation report: {run_dir / 'eval' / 'report.md'}")
-    if not cascade and cfg.eval.real_eval:
-        from paralign.evaluate import load_trained
-        from paralign.real_eval import evaluate_real
-        from paralign.summary import print_real
-
-        real = evaluate_real(cfg, load_trained(cfg, args.ckpt), run_dir)
-        if real:
-            print_real(real)
+    evaluate_and_print(cfg, args.ckpt, run_dir or Path(args.ckpt).resolve().parents[1])
     return 0

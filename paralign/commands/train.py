@@ -33,19 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = train(cfg)
     if cfg.eval.after_train:
-        from paralign.evaluate import evaluate, load_trained, showcase_records
-        from paralign.real_eval import evaluate_real
-        from paralign.summary import print_headline, print_real, print_showcase
+        from paralign.summary import evaluate_and_print
 
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
-        model = load_trained(cfg, ckpt)
-        print_headline(evaluate(cfg, ckpt, run_dir, model=model))
-        if cfg.eval.showcase_split:
-            print_showcase(showcase_records(cfg, model))
-        print(f"evaluation report: {run_dir / 'eval' / 'report.md'}")
-        real = evaluate_real(cfg, model, run_dir)
-        if real:
-            print_real(real)
-            print(f"real-speech report: {run_dir / 'eval_real' / 'report.md'}")
+        evaluate_and_print(cfg, run_dir / "checkpoints" / "last.ckpt", run_dir)
     print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
     return 0

@@ -167,6 +167,13 @@ def render_markdown(metrics: dict[str, Any], generations: Sequence[dict[str, Any
         if task in plots:
             lines += [f"![confusion matrix of the {task} task]({plots[task]})", ""]
         lines += _examples(generations, task)
+    probe = metrics.get("probe") or {}
+    if any(probe.get(kind) is not None for kind in ("emotion", "style")):
+        lines += ["## Linear probe", "",
+                  "Logistic regression on the mean-pooled speech tokens (what the tokens carry, whether or not the "
+                  f"LLM puts it in words), fitted on {probe.get('fitted_on', 'half of the evaluated clips')}:", ""]
+        lines += [f"- {kind}: accuracy {probe[kind]:.3f}" for kind in ("emotion", "style")
+                  if probe.get(kind) is not None] + [""]
     if metrics.get("judge"):
         lines += _judge_section(metrics["judge"])
     return "\n".join(lines).rstrip() + "\n"

@@ -63,3 +63,27 @@ def test_a_run_with_no_readable_sample_stops_instead_of_spinning(tmp_path):
             f"run.dir={tmp_path / 'run'}", "trainer.max_time=00:00:02:00"]
     with pytest.raises(SystemExit, match="no readable sample in an epoch of .*train-000000.tar"):
         main(args)
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_a_trained_checkpoint_with_a_fresh_optimizer(tmp_path):
+    data = tmp_path / "data"
+    base = ["--recipe", "recipes/tiny.yaml", f"data.dir={data}", "trainer.max_steps=2", "trainer.val_check_interval=2",
+            "trainer.checkpoint_every_n_steps=2"]
+    assert main(["train", *base, f"run.dir={tmp_path / 'a'}"]) == 0
+    first = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)
+    from paralign.train import init_weights
+    from lightning_modules.speech_llm import SpeechLLM
+
+    model = SpeechLLM(load_recipe("recipes/tiny.yaml", [f"data.dir={data}"]))
+    init_weights(model, tmp_path / "a" / "checkpoints" / "last.ckpt")
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in first["state_dict"].items())
+    assert main(["train", *base, f"run.dir={tmp_path / 'b'}",
+                 f"init_from={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"]) == 0
+    second = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert second["global_step"] == 2  # counted afresh, not 2 + 2
+    other = ["train", "--recipe", "recipes/tiny.yaml", f"data.dir={data}", f"run.dir={tmp_path / 'c'}",
+             "encoder.d_model=48", f"init_from={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"]
+    with pytest.raises(SystemExit, match="does not fit this recipe's model"):
+        main(other)
