@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PARALIGN := $(VENV)/bin/paralign
-# The embedded demo: ~30 minutes on 2 CPU cores the first time (corpus, teacher replies, training, evaluation).
+# The embedded demo: ~21 minutes on 2 CPU cores the first time (corpus, teacher replies, training, evaluation).
 RECIPE ?= recipes/demo.yaml
 ARGS ?=
 NODES ?= 1
