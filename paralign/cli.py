@@ -28,13 +28,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a line is logged (a test harness swaps it between calls)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # Our own loggers only: Lightning configures its own, and a root handler would print its lines twice.
-    handler = logging.StreamHandler()
+    # Our own loggers only: Lightning configures its own, and a root handler would print its lines twice. Once per
+    # process, however often main() is called (tests call it many times).
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("paralign", "datamodules", "lightning_modules", "callbacks"):
-        logging.getLogger(name).addHandler(handler)
-        logging.getLogger(name).setLevel(logging.INFO)
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

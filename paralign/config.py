@@ -374,10 +374,10 @@ def _check_ranges(cfg: DictConfig, origin: str) -> None:
 
 
 def _check(cfg: DictConfig, origin: str) -> DictConfig:
-    _check_ranges(cfg, origin)
     for name in cfg.tasks:
         if name not in TASK_NAMES:
             raise RecipeError(f"{origin}: unknown task 'tasks.{name}' (known: {', '.join(TASK_NAMES)})")
+    _check_ranges(cfg, origin)
     choices = {
         "encoder.type": ("conformer", "whisper", "hf"), "adapter.type": ("stack", "conv"),
         "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),

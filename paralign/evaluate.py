@@ -186,7 +186,8 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     metrics = compute_metrics(records, judge=judge)
     fit_on = pooled_tokens(cfg, model, "train") if cfg.eval.probe_fit == "train" and pooled else None
     metrics["probe"] = probe_accuracies(pooled, fit_on)
-    metrics["probe"]["fitted_on"] = "train split" if fit_on is not None else "half of the evaluated clips"
+    if pooled:  # a cascade has no speech tokens to probe
+        metrics["probe"]["fitted_on"] = "train split" if fit_on is not None else "half of the evaluated clips"
     metrics["checkpoint"] = str(ckpt) if ckpt else f"none (cascade: {cascade})"
     metrics["recipe"] = cfg.name
     write_report(out, metrics, records, title=title or f"Evaluation of {cfg.name} ({cfg.eval.split} split)")

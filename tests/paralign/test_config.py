@@ -39,7 +39,7 @@ def test_bad_override_and_unknown_task_and_bad_choice(tmp_path):
 
 
 def test_defaults_and_overrides_merge_in_order(tmp_path):
-    write(tmp_path, "name: base\noptim: {lr: 0.5}\ntrainer: {max_steps: 7}\n", "base.yaml")
+    write(tmp_path, "name: base\noptim: {lr: 0.5}\ntrainer: {max_steps: 7}\ntasks: {emotion: {}}\n", "base.yaml")
     path = write(tmp_path, "defaults: [base.yaml]\nname: child\noptim: {lr: 0.25}\n")
     cfg = load_recipe(path, ["trainer.max_steps=3"])
     assert (cfg.name, cfg.optim.lr, cfg.trainer.max_steps) == ("child", 0.25, 3)

@@ -49,7 +49,7 @@ def test_cpu_script_requests_no_gpus_and_leaves_unset_options_to_the_cluster(tmp
 
 def test_run_dir_defaults_to_a_fixed_absolute_folder_named_after_the_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    Path("r.yaml").write_text("name: little\nrun: {root: experiments}\n")
+    Path("r.yaml").write_text("name: little\nrun: {root: experiments}\ntasks: {emotion: {}}\n")
     script = render_sbatch("r.yaml", 1, 1)
     run_dir = next(arg for arg in srun_command(script).split() if arg.startswith("run.dir="))
     assert re.fullmatch(rf"run\.dir={tmp_path}/experiments/little/\d{{8}}-\d{{6}}", run_dir)
@@ -108,7 +108,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def test_cli_dry_prints_the_script(tmp_path, capsys):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text("trainer: {}\n")
+    recipe.write_text("trainer: {}\ntasks: {emotion: {}}\n")
     args = parse(["slurm", "--recipe", str(recipe), "--nodes", "2", "--gpus", "4", "--dry", "--signal-seconds", "60",
                   f"run.dir={tmp_path / 'run'}", "trainer.max_steps=7"])
     assert args.func(args) == 0
@@ -135,7 +135,7 @@ def test_cli_refuses_a_missing_recipe(tmp_path):
 ])
 def test_cli_refuses_bad_overrides_before_submitting(tmp_path, override, reason):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text("trainer: {}\n")
+    recipe.write_text("trainer: {}\ntasks: {emotion: {}}\n")
     args = parse(["slurm", "--recipe", str(recipe), "--nodes", "1", "--gpus", "1", "--dry", override])
     with pytest.raises(SystemExit, match=reason):
         args.func(args)
