@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 # Peak amplitude below which a clip counts as silent (about -100 dBFS: digital silence or dither only).
 SILENCE_PEAK = 1e-5
@@ -32,6 +31,8 @@ def resample(wave: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     torchaudio's sinc resampler builds its kernel from the rates' greatest common divisor: from an odd rate such
     as 24,414 Hz it took about 4 s per clip here, polyphase filtering about 0.04 s, with the same pass band.
     """
+    from scipy.signal import resample_poly  # 0.7 s to import: only where a clip needs it
+
     g = math.gcd(int(sr), int(target_sr))
     return resample_poly(np.asarray(wave, dtype=np.float64), target_sr // g, sr // g).astype(np.float32)
 
