@@ -27,6 +27,7 @@ from lightning_modules.examples import ExampleBuilder, collate
 from lightning_modules.sharding import ShardedStrategy
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.data import prepare_data, shard_sources
+from paralign.run_lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +163,13 @@ def train(cfg: DictConfig) -> Path:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = resolve_run_dir(cfg)
-    prepare_data(cfg)
-    model = SpeechLLM(cfg)
-    resume = resume_checkpoint(cfg, run_dir)
-    if resume is None and cfg.init_from:
-        init_weights(model, cfg.init_from)
-    datamodule = build_datamodule(cfg, model)
-    trainer = build_trainer(cfg, run_dir)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    with run_lock(run_dir):
+        prepare_data(cfg)
+        model = SpeechLLM(cfg)
+        resume = resume_checkpoint(cfg, run_dir)
+        if resume is None and cfg.init_from:
+            init_weights(model, cfg.init_from)
+        datamodule = build_datamodule(cfg, model)
+        trainer = build_trainer(cfg, run_dir)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     return run_dir

@@ -87,3 +87,32 @@ def test_init_from_starts_from_a_trained_checkpoint_with_a_fresh_optimizer(tmp_p
              "encoder.d_model=48", f"init_from={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"]
     with pytest.raises(SystemExit, match="does not fit this recipe's model"):
         main(other)
+
+
+def _lock(run_dir, **holder):
+    import json as _json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.lock").write_text(_json.dumps(holder))
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_folder_stops_at_once_and_a_stale_lock_is_taken_over(tmp_path, caplog):
+    import socket
+
+    run = tmp_path / "run"
+    args = ["train", "--recipe", "recipes/tiny.yaml", f"data.dir={tmp_path / 'data'}", f"run.dir={run}",
+            "trainer.max_steps=2", "trainer.val_check_interval=2"]
+    _lock(run, host=socket.gethostname(), pid=os.getpid(), since="now")  # a live holder: this very process
+    with pytest.raises(SystemExit, match="is in use by PID"):
+        main(args)
+    assert not (tmp_path / "data").exists()  # nothing built, nothing trained
+    assert not (run / "checkpoints").exists()
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    _lock(run, host=socket.gethostname(), pid=dead, since="earlier")  # its holder is gone (kill -9)
+    assert main(args) == 0
+    assert "taking over the stale lock" in caplog.text
+    assert (run / "checkpoints" / "last.ckpt").exists() and not (run / "run.lock").exists()
