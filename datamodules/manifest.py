@@ -18,6 +18,8 @@ from datamodules.schema import METADATA_FIELDS, OPTIONAL_KEYS, empty_metadata
 
 AUDIO_COLUMNS = ("audio_path", "audio", "path")
 FLOAT_FIELDS = ("duration", "valence", "arousal", "dominance")
+# The key of a stand-in record for a row that could not be read: the shard writer rejects it with this reason.
+MALFORMED = "_malformed_row"
 
 
 def read_manifest(path: str | os.PathLike, dataset: str | None = None) -> Iterator[dict[str, Any]]:
@@ -28,12 +30,16 @@ def read_manifest(path: str | os.PathLike, dataset: str | None = None) -> Iterat
     rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
     for line_no, row in rows:
         try:
+            if isinstance(row, str):  # the reader's own complaint about the line
+                raise ValueError(row)
             yield _record(row, path.parent, dataset or path.stem)
         except ValueError as err:
-            raise ValueError(f"{path}:{line_no}: {err}") from None
+            # one bad row is a reject like an unreadable clip (the writer lists it), not the end of the import
+            yield {"id": f"{path.name}:{line_no}", MALFORMED: str(err)}
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """(line number, the row's object, or what is wrong with the line)."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -41,10 +47,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-            yield line_no, row
+                yield line_no, f"invalid JSON ({err.msg})"
+                continue
+            yield line_no, row if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict]]:

@@ -22,6 +22,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from datamodules.audio import audio_problem, load_audio
+from datamodules.manifest import MALFORMED
 from datamodules.schema import METADATA_FIELDS, metadata_problems
 from datamodules.tar_samples import ShardTarWriter, iter_tar_samples, safe_key
 
@@ -77,28 +78,39 @@ def write_shards(records: Iterable[dict[str, Any]], out_dir: str | os.PathLike, 
     written_ids: set[str] = set()
     summary = WriteSummary(out)
     writers: dict[str, _SplitWriter] = {}
-    with open(out / "rejects.jsonl", "a", encoding="utf-8") as rejects:
-        for record in tqdm(records, desc="writing shards", unit="clip", disable=not progress):
-            meta = {k: v for k, v in record.items() if k not in ("audio_path", "teacher", "qa")}
-            meta["split"] = meta.get("split") or split
-            if meta.get("id") in previous_ids:
-                summary.already_written += 1
-                continue
-            try:
-                if meta.get("id") in written_ids:
-                    raise _Reject("duplicate_id", "an earlier record of this run has the same id")
-                members = _encode(record, meta, target_sr, min_seconds, max_seconds, require_transcript,
-                                  audio_format)
-            except _Reject as rej:
-                summary.rejected[rej.reason] += 1
-                rejects.write(json.dumps({"id": record.get("id"), "audio_path": record.get("audio_path"),
-                                          "reason": rej.reason, "detail": rej.detail}) + "\n")
-                continue
-            written_ids.add(meta["id"])
-            if meta["split"] not in writers:
-                writers[meta["split"]] = _SplitWriter(out, meta["split"], max_count, max_bytes, summary.shards)
-            writers[meta["split"]].write(safe_key(meta["id"]), members)
-            summary.kept[meta["split"]] += 1
+    # "w": a rerun goes over every record again, so it lists each reject once, not once per run
+    with open(out / "rejects.jsonl", "w", encoding="utf-8") as rejects:
+        try:
+            for record in tqdm(records, desc="writing shards", unit="clip", disable=not progress):
+                if MALFORMED in record:  # a row the reader could not turn into a record
+                    summary.rejected["malformed_row"] += 1
+                    rejects.write(json.dumps({"id": record.get("id"), "audio_path": None, "reason": "malformed_row",
+                                              "detail": record[MALFORMED]}) + "\n")
+                    continue
+                meta = {k: v for k, v in record.items() if k not in ("audio_path", "teacher", "qa")}
+                meta["split"] = meta.get("split") or split
+                if meta.get("id") in previous_ids:
+                    summary.already_written += 1
+                    continue
+                try:
+                    if meta.get("id") in written_ids:
+                        raise _Reject("duplicate_id", "an earlier record of this run has the same id")
+                    members = _encode(record, meta, target_sr, min_seconds, max_seconds, require_transcript,
+                                      audio_format)
+                except _Reject as rej:
+                    summary.rejected[rej.reason] += 1
+                    rejects.write(json.dumps({"id": record.get("id"), "audio_path": record.get("audio_path"),
+                                              "reason": rej.reason, "detail": rej.detail}) + "\n")
+                    continue
+                written_ids.add(meta["id"])
+                if meta["split"] not in writers:
+                    writers[meta["split"]] = _SplitWriter(out, meta["split"], max_count, max_bytes, summary.shards)
+                writers[meta["split"]].write(safe_key(meta["id"]), members)
+                summary.kept[meta["split"]] += 1
+        except BaseException:
+            for writer in writers.values():  # no cut shard left behind, under its final name or as .tmp
+                writer.abort()
+            raise
     for writer in writers.values():
         writer.close()
     write_manifest(out)
@@ -170,6 +182,11 @@ class _SplitWriter:
         if self.current is not None:
             self.current.close()
             self.written.append(self.current.path.name)
+            self.current = None
+
+    def abort(self) -> None:
+        if self.current is not None:
+            self.current.abort()
             self.current = None
 
 

@@ -1,9 +1,12 @@
 import json
 
+import numpy as np
 import pytest
+import soundfile as sf
 
-from datamodules.manifest import read_manifest
+from datamodules.manifest import MALFORMED, read_manifest
 from datamodules.schema import metadata_problems
+from datamodules.shard_writer import write_shards
 
 
 def test_jsonl_manifest_resolves_paths_and_keeps_extra(tmp_path):
@@ -32,13 +35,40 @@ def test_csv_manifest_parses_numbers_styles_and_empties(tmp_path):
     ("transcript\nhi\n", "no audio path"),
     ("audio,valence\na.wav,high\n", "'valence'"),
 ])
-def test_bad_rows_name_the_line(tmp_path, content, message):
-    (tmp_path / "m.csv").write_text(content)
-    with pytest.raises(ValueError, match=f"m.csv:2: .*{message}"):
-        list(read_manifest(tmp_path / "m.csv"))
+def test_bad_rows_are_named_by_line_and_do_not_end_the_reading(tmp_path, content, message):
+    (tmp_path / "m.csv").write_text(content + "b.wav,\n" if "valence" in content else content)
+    rows = list(read_manifest(tmp_path / "m.csv"))
+    assert rows[0]["id"] == "m.csv:2" and message in rows[0][MALFORMED]
+    assert all(MALFORMED not in r for r in rows[1:])
 
 
-def test_bad_json_line_is_named(tmp_path):
-    (tmp_path / "m.jsonl").write_text('{"audio": "a.wav"}\n{oops\n')
-    with pytest.raises(ValueError, match="m.jsonl:2: invalid JSON"):
-        list(read_manifest(tmp_path / "m.jsonl"))
+def test_a_malformed_row_is_a_reject_and_a_rerun_lists_it_once(tmp_path):
+    sf.write(tmp_path / "a.wav", (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32), 16000)
+    (tmp_path / "m.jsonl").write_text('{"audio": "a.wav"}\n{oops\n["a", "list"]\n')
+    out = tmp_path / "out"
+    for _ in range(2):
+        summary = write_shards(read_manifest(tmp_path / "m.jsonl"), out, split="train", progress=False)
+        rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+        assert [(r["id"], r["reason"]) for r in rejects] == [("m.jsonl:2", "malformed_row"),
+                                                             ("m.jsonl:3", "malformed_row")]
+        assert "invalid JSON" in rejects[0]["detail"] and "got list" in rejects[1]["detail"]
+    assert summary.already_written == 1 and (out / "manifest.json").exists()
+    assert not list(out.glob("*.tmp"))
+
+
+def test_a_failing_import_leaves_no_tmp_shard(tmp_path):
+    sf.write(tmp_path / "a.wav", (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32), 16000)
+
+    def records():
+        yield {**read_one(tmp_path), "id": "first"}
+        raise OSError("the disk is full")
+
+    with pytest.raises(OSError):
+        write_shards(records(), tmp_path / "out", split="train", progress=False)
+    assert not list((tmp_path / "out").glob("*.tmp")) and not list((tmp_path / "out").glob("*.tar"))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def read_one(folder):
+    (folder / "one.jsonl").write_text('{"audio": "a.wav"}\n')
+    return next(read_manifest(folder / "one.jsonl"))
