@@ -102,8 +102,11 @@ def _light(raw: dict, skips: Counter) -> LightClip | None:
     if ext is None:
         skips["missing_audio"] += 1
         return None
+    if "json" not in raw:  # no labels, no transcript: training on it would teach empty targets
+        skips["missing_json"] += 1
+        return None
     try:
-        meta = json.loads(raw["json"]) if "json" in raw else {}
+        meta = json.loads(raw["json"])
         teacher = json.loads(raw["teacher.json"]) if "teacher.json" in raw else None
         qa = json.loads(raw["qa.json"]) if "qa.json" in raw else None
     except (json.JSONDecodeError, UnicodeDecodeError):

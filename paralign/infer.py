@@ -40,14 +40,21 @@ def user_template(task: str | None, prompt: str | None) -> str:
     return DEFAULT_INSTRUCTIONS[task][0]
 
 
+MIN_SECONDS, MAX_SECONDS = 0.1, 60.0
+
+
 def load_wave(path: str | Path, sample_rate: int):
+    if not Path(path).is_file():
+        raise InferenceError(f"{path}: no such file")
     try:
         wave, sr = load_audio(str(path), sample_rate)
     except Exception as err:  # soundfile raises several types for unreadable files
         raise InferenceError(f"{path}: cannot read audio ({err})") from None
-    problem = audio_problem(wave, sr, min_s=0.1, max_s=60.0)
+    problem = audio_problem(wave, sr, min_s=MIN_SECONDS, max_s=MAX_SECONDS)
     if problem:
-        raise InferenceError(f"{path}: {problem.replace('_', ' ')}")
+        limit = {"too_long": f" ({wave.size / sr:.1f} s; at most {MAX_SECONDS:g} s: cut it into shorter clips)",
+                 "too_short": f" ({wave.size / sr:.2f} s; at least {MIN_SECONDS:g} s)"}.get(problem, "")
+        raise InferenceError(f"{path}: {problem.replace('_', ' ')}{limit}")
     return wave
 
 

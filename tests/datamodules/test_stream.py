@@ -55,6 +55,7 @@ def _corrupt_shard(path, make_clip, tmp_path):
                ("badflac.flac", b"fLaC but not really"), ("badflac.json", b'{"duration": 1.0}'),
                ("badjson.flac", flac(1.0, 2)), ("badjson.json", b"{not json"),
                ("noaudio.json", b'{"id": "noaudio"}'),
+               ("nolabels.flac", flac(1.0, 4)),  # audio but no json: no labels to train on
                ("good2.flac", flac(1.5, 3)), ("good2.json", b'{"id": "good2"}')]
     with tarfile.open(path, "w") as tar:
         for name, data in members:
@@ -72,7 +73,7 @@ def test_run_goes_on_past_corrupt_samples_and_counts_them(tmp_path, make_clip, s
     loader = dm.train_dataloader()
     keys = _keys(loader)
     assert sorted(keys) == sorted(_all_keys(shard_dir) | {"good1", "good2"})  # nothing lost but the corrupt ones
-    assert dm.skip_counts() == {"bad_audio": 1, "bad_json": 1, "missing_audio": 1, "bad_tar": 1}
+    assert dm.skip_counts() == {"bad_audio": 1, "bad_json": 1, "missing_audio": 1, "missing_json": 1, "bad_tar": 1}
 
 
 def _stream_keys(urls, rank, world, workers=2):

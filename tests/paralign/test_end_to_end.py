@@ -69,6 +69,12 @@ def test_infer_on_own_recordings_and_bad_audio(tiny_run, tmp_path, capsys):
     sf.write(silent, np.zeros(16000), 16000)
     with pytest.raises(SystemExit, match="silent"):
         main(["infer", "--ckpt", ckpt, "--audio", str(silent)])
+    with pytest.raises(SystemExit, match="nowhere.wav: no such file"):
+        main(["infer", "--ckpt", ckpt, "--audio", str(tmp_path / "nowhere.wav")])
+    long = tmp_path / "long.wav"
+    sf.write(long, 0.1 * np.sin(np.arange(61 * 8000) / 3), 8000)
+    with pytest.raises(SystemExit, match=r"too long \(61.0 s; at most 60 s"):
+        main(["infer", "--ckpt", ckpt, "--audio", str(long)])
 
 
 def _ravdess_layout(root, emotions: dict[str, str], actors=("01", "02")):
