@@ -10,7 +10,11 @@ rotated so the round-robin resumes at the role that was next.
 from __future__ import annotations
 
 import copy
+import ctypes
+import os
 import random
+import signal
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,6 +29,7 @@ from datamodules.batching import pad_features, plan_batches
 from datamodules.features import LogMel
 from datamodules.stream import LightClip, mix, role_clips, shuffle_buffer
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 POSITION = "_position"  # the batch key that carries (epoch, role, index, skip counts) to mark_consumed
 
 
@@ -122,6 +127,22 @@ def _identity(item: Any) -> Any:
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # one core per worker; the default oversubscribes the machine
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the process that started it dies: after a ``kill -9`` of training, a
+    worker would otherwise live on (parent PID 1), holding memory and open shards. Elsewhere, the DataLoader's own
+    watchdog (it polls the parent) stays the only guard."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def rank_and_world() -> tuple[int, int]:
