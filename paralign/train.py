@@ -26,6 +26,7 @@ from datamodules.features import build_features
 from lightning_modules.examples import ExampleBuilder, collate
 from lightning_modules.sharding import ShardedStrategy
 from lightning_modules.speech_llm import SpeechLLM
+from paralign.checkpoint_io import AtomicCheckpointIO
 from paralign.data import prepare_data, shard_sources
 from paralign.run_lock import run_lock
 
@@ -83,6 +84,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
         val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version=""), callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         deterministic=t.deterministic, num_sanity_val_steps=0, use_distributed_sampler=False,
     )
 

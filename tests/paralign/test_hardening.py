@@ -116,3 +116,28 @@ def test_a_second_run_on_a_folder_stops_at_once_and_a_stale_lock_is_taken_over(t
     assert main(args) == 0
     assert "taking over the stale lock" in caplog.text
     assert (run / "checkpoints" / "last.ckpt").exists() and not (run / "run.lock").exists()
+
+
+def test_a_full_disk_leaves_no_cut_checkpoint_under_its_name(tmp_path, monkeypatch):
+    import errno
+
+    from paralign.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    good = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "w": torch.ones(3)}, good)
+    assert torch.load(good, weights_only=True)["global_step"] == 1
+
+    def full_disk(obj, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    best = tmp_path / "checkpoints" / "step000020-val15.748.ckpt"
+    with pytest.raises(OSError, match=f"no space left in {tmp_path / 'checkpoints'}"):
+        io.save_checkpoint({"global_step": 20}, best)
+    assert not best.exists() and not list(best.parent.glob("*.tmp"))
+    with pytest.raises(OSError, match="no space left"):
+        io.save_checkpoint({"global_step": 2}, good)
+    monkeypatch.undo()
+    assert torch.load(good, weights_only=True)["global_step"] == 1  # the earlier one is intact
