@@ -5,7 +5,8 @@ Why not Lightning's own SLURM handler: it saves inside the signal handler, that 
 may already count a batch whose update the optimizer has not made yet, so the resumed run would skip that batch)
 and, under DDP, at a different point on each rank, while the save is a collective. Here the handler only raises a
 flag. At the end of each step the ranks agree (one flagged rank is enough), save ``<run>/hpc_ckpt_<n>.ckpt``
-(paralign.train resumes from the newest of it and ``last.ckpt``), and stop; on SIGUSR1 rank 0 runs
+(paralign.train resumes from the newest of it and ``last.ckpt``), and stop at once (``Preempted``: no validation
+pass, a non-zero exit); on SIGUSR1 rank 0 runs
 ``scontrol requeue`` once training has wound down and the signal handlers are restored (the SIGTERM with which SLURM
 then ends the job finds nothing left to do), and the requeued job resumes from that checkpoint. SIGTERM (preemption,
 scancel, the time limit) saves and stops without requeueing: SLURM requeues a preempted job itself, and a cancelled
@@ -24,10 +25,23 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+class Preempted(Exception):
+    """Training stopped by a signal once its checkpoint was saved: raised out of ``fit`` so that nothing else runs
+    (no validation pass, no evaluation: SLURM gives ~30 s between SIGTERM and SIGKILL) and the process exits
+    non-zero (``train && eval`` must not go on with a partly trained model)."""
+
+    def __init__(self, signum: signal.Signals, step: int, path: Path, restore_handlers: Any = None) -> None:
+        super().__init__(f"stopped by {signum.name} at step {step}: checkpoint saved to {path}; the same command "
+                         "resumes there")
+        self.signum, self.step, self.path = signum, step, path
+        self.restore_handlers = restore_handlers or (lambda: None)
 
 
 class PreemptionCheckpoint(pl.Callback):
@@ -73,15 +87,35 @@ class PreemptionCheckpoint(pl.Callback):
             log.info(f"{reason} at step {trainer.global_step}: saved {path}")
         self._requeue = self.received == signal.SIGUSR1 and bool(os.environ.get("SLURM_JOB_ID"))
         trainer.should_stop = True
+        if self.received is not None:  # a signal: stop here (max_time ends the run normally, with its checkpoint)
+            raise Preempted(self.received, trainer.global_step, path, self.restore_handlers)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
+        self.restore_handlers()
         self._requeue_once(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and self._saved_at != trainer.global_step:
+            # SIGTERM during validation: Lightning stops there, before any batch end. The weights and the data
+            # position are still those of the last finished step, so that is what is saved.
+            self.received = self.received or signal.SIGTERM
+            try:
+                path = _next_hpc_path(Path(trainer.default_root_dir))
+                trainer.save_checkpoint(path)
+                self._saved_at = trainer.global_step
+                if trainer.is_global_zero:
+                    _remove_older(path)
+                    log.info(f"SIGTERM at step {trainer.global_step}: saved {path}")
+            except Exception as error:  # the stop goes on; the last last.ckpt is what a restart finds
+                log.warning("SIGTERM: could not save a checkpoint (%s)", error)
         self._requeue_once(trainer)  # the checkpoint is saved: the job must come back even if the wind-down failed
+
+    def restore_handlers(self) -> None:
+        """The signal handlers from before ``fit``. Called at teardown; after a ``Preempted`` stop Lightning skips
+        that and puts this callback's handlers back as it unwinds, so whoever catches ``Preempted`` calls this."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
 
     def _requeue_once(self, trainer: pl.Trainer) -> None:
         if self._requeue and trainer.is_global_zero:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from callbacks.data_health import SkippedSamples
 from callbacks.generations import ValidationGenerations
 from callbacks.linear_probe import LinearProbe
-from callbacks.preemption import PreemptionCheckpoint
+from callbacks.preemption import Preempted, PreemptionCheckpoint
 from callbacks.run_snapshot import RunSnapshot
 from callbacks.sample_keys import SampleKeyLog
 from callbacks.throughput import Throughput
@@ -173,5 +173,9 @@ def train(cfg: DictConfig) -> Path:
             init_weights(model, cfg.init_from)
         datamodule = build_datamodule(cfg, model)
         trainer = build_trainer(cfg, run_dir)
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        except Preempted as stop:
+            stop.restore_handlers()
+            raise
     return run_dir

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args
 
@@ -31,7 +33,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from paralign.train import train
 
-    run_dir = train(cfg)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from callbacks.preemption import Preempted
+
+    try:
+        run_dir = train(cfg)
+    except Preempted as stop:
+        print(f"paralign train: {stop}", file=sys.stderr)
+        return 128 + int(stop.signum)  # as a shell reports a process ended by that signal
+    except SIGTERMException:  # Lightning's own stop (a SIGTERM during validation), a SystemExit with status 0
+        print("paralign train: stopped by SIGTERM during validation; the run folder's newest checkpoint resumes",
+              file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
     if cfg.eval.after_train:
         from paralign.summary import evaluate_and_print
 

@@ -100,3 +100,25 @@ def test_kill_9_then_restart_continues_at_the_next_unseen_sample(tmp_path):
     assert weights.keys() == weights_reference.keys()
     for name, value in weights.items():
         torch.testing.assert_close(value, weights_reference[name], msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_sigterm_checkpoints_and_exits_non_zero_without_validating(tmp_path):
+    """`paralign train && paralign eval` must not go on after a preemption: SIGTERM saves, stops, exits 143."""
+    import signal
+
+    run_dir, log = tmp_path / "run", tmp_path / "train.log"
+    command = [*paralign(), "train", "--recipe", "recipes/tiny.yaml", f"run.dir={run_dir}",
+               f"data.dir={tmp_path / 'data'}", "trainer.max_steps=400", "trainer.val_check_interval=1",
+               "run.log_sample_keys=true"]
+    with open(log, "a") as out:
+        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while max(logged_steps(run_dir), default=-1) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    text = log.read_text()
+    assert "stopped by SIGTERM" in text  # at a step end, or (Lightning's stop) during validation
+    saved = list(run_dir.glob("hpc_ckpt_*.ckpt"))
+    assert len(saved) == 1 and checkpoint(saved[0])["global_step"] < 400

