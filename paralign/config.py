@@ -342,7 +342,10 @@ def _read_with_defaults(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     parents = raw.pop("defaults", [])
     merged = OmegaConf.create()
     for parent in parents:
-        merged = OmegaConf.merge(merged, _read_with_defaults((path.parent / str(parent)).resolve(), seen + (path,)))
+        parent_path = (path.parent / str(parent)).resolve()
+        if not parent_path.exists():
+            raise RecipeError(f"{path}: its defaults entry {str(parent)!r} is not found ({parent_path})")
+        merged = OmegaConf.merge(merged, _read_with_defaults(parent_path, seen + (path,)))
     return OmegaConf.merge(merged, raw)
 
 

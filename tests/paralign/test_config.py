@@ -49,3 +49,9 @@ def test_defaults_and_overrides_merge_in_order(tmp_path):
 def test_shipped_recipes_validate(recipe):
     cfg = load_recipe(RECIPES / recipe)
     assert cfg.name
+
+
+def test_a_missing_defaults_file_names_the_recipe_that_refers_to_it(tmp_path):
+    path = write(tmp_path, "defaults: [gone.yaml]\nname: child\ntasks: {emotion: {}}\n")
+    with pytest.raises(RecipeError, match=r"r\.yaml: its defaults entry 'gone.yaml' is not found"):
+        load_recipe(path)
