@@ -53,7 +53,12 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     if not _first_rank():
         yield
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ".write-test").touch()
+        (run_dir / ".write-test").unlink()
+    except OSError as err:  # read-only, no such parent, no permission: say so before any data is built
+        raise OSError(err.errno, f"run.dir={run_dir} is not a writable folder ({err.strerror})") from None
     path = run_dir / LOCK_NAME
     me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
           "since": time.strftime("%Y-%m-%d %H:%M:%S")}

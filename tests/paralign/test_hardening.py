@@ -141,3 +141,15 @@ def test_a_full_disk_leaves_no_cut_checkpoint_under_its_name(tmp_path, monkeypat
         io.save_checkpoint({"global_step": 2}, good)
     monkeypatch.undo()
     assert torch.load(good, weights_only=True)["global_step"] == 1  # the earlier one is intact
+
+
+def test_a_run_dir_that_cannot_be_written_is_one_line_before_any_data(tmp_path):
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):  # root ignores the mode bits
+        locked = tmp_path / "a_file"
+        locked.write_text("not a folder")
+    with pytest.raises(SystemExit, match="is not a writable folder"):
+        main(["train", "--recipe", "recipes/tiny.yaml", f"data.dir={tmp_path / 'data'}", f"run.dir={locked / 'run'}"])
+    assert not (tmp_path / "data").exists()
