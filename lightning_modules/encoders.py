@@ -130,7 +130,7 @@ def build_encoder(cfg, model: nn.Module | None = None) -> nn.Module:
             from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 
             layers = model.config.encoder_layers
-            return WhisperSpeechEncoder(model.get_encoder(), layer=layers,
-                                        trainable_layers=layers if cfg.trainable_layers is None else cfg.trainable_layers)
+            trainable = layers if cfg.trainable_layers is None else cfg.trainable_layers
+            return WhisperSpeechEncoder(model.get_encoder(), layer=layers, trainable_layers=trainable)
         return HFAudioEncoder(cfg.hf_name, cfg.trainable_layers, cfg.trust_remote_code, model=model)
     raise ValueError(f"encoder.type must be 'conformer', 'whisper' or 'hf', got {cfg.type!r}")

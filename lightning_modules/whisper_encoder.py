@@ -20,8 +20,8 @@ class WhisperSpeechEncoder(nn.Module):
     by learned softmax weights, SUPERB style, each state layer-normed without parameters first so no layer wins by
     its scale alone; an integer picks that hidden state (0 = the stem's output, ``len(layers)`` = the last).
     ``trainable_layers``: 0 freezes Whisper (run under no_grad, no activations kept), k trains its top k layers
-    (the conv stem stays frozen). ``lora``: a ``peft.LoraConfig`` put on the encoder's layers (then Whisper's own weights stay
-    frozen and only the LoRA matrices and the mix train).
+    (the conv stem stays frozen). ``lora``: a ``peft.LoraConfig`` put on the encoder's layers (then Whisper's own
+    weights stay frozen and only the LoRA matrices and the mix train).
     """
 
     def __init__(self, whisper_encoder: nn.Module, layer: int | None = None, trainable_layers: int = 0,

@@ -14,9 +14,11 @@ from paralign.config import load_recipe
 from tests.datamodules.test_qa_generate import FakeGenerator
 
 # The demo's SmolLM2 and conformer swapped for tiny ones, the synthetic corpus for the tiny one.
-TINY = ["llm.name=tiny", "encoder.type=conformer", "encoder.d_model=32", "encoder.layers=1", "encoder.heads=2", "encoder.ffn_dim=64",
-        "encoder.kernel_size=7", "data.source=tiny", "data.max_batch_seconds=8.0", "data.max_batch_size=4",
-        "data.num_workers=0", "data.shuffle_buffer=8", "data.bucket_window=8", "trainer.max_steps=2", "classifier.pretrain_steps=0",
+TINY = ["llm.name=tiny", "encoder.type=conformer", "encoder.d_model=32", "encoder.layers=1", "encoder.heads=2",
+        "encoder.ffn_dim=64", "encoder.kernel_size=7", "data.source=tiny", "data.max_batch_seconds=8.0",
+        "data.max_batch_size=4",
+        "data.num_workers=0", "data.shuffle_buffer=8", "data.bucket_window=8", "trainer.max_steps=2",
+        "classifier.pretrain_steps=0",
         "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.max_time=null",
         "trainer.log_every_n_steps=1",
         "generation.max_new_tokens=4", "generation.val_batches=1", "eval.max_clips=4"]

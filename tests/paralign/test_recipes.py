@@ -13,10 +13,12 @@ from paralign.config import load_recipe
 RECIPES = sorted(p for p in Path("recipes").glob("*.yaml") if not p.name.startswith("_"))  # _*: partial bases
 # The demo models swapped for tiny ones, and the tiny corpus for the synthetic one: the recipe's tasks, teacher
 # variants, classifier and eval settings are what is under test.
-TINY = ["llm.name=tiny", "encoder.type=conformer", "llm.tiny.hidden_size=64", "llm.tiny.layers=2", "llm.tiny.heads=4", "encoder.d_model=32",
-        "encoder.layers=1", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.kernel_size=7", "data.source=tiny",
+TINY = ["llm.name=tiny", "encoder.type=conformer", "llm.tiny.hidden_size=64", "llm.tiny.layers=2", "llm.tiny.heads=4",
+        "encoder.d_model=32", "encoder.layers=1", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.kernel_size=7",
+        "data.source=tiny",
         "data.max_batch_seconds=8.0", "data.max_batch_size=4", "data.num_workers=0", "data.shuffle_buffer=8",
-        "data.bucket_window=8", "trainer.max_steps=2", "classifier.pretrain_steps=0", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+        "data.bucket_window=8", "trainer.max_steps=2", "classifier.pretrain_steps=0", "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
         "trainer.max_time=null", "generation.max_new_tokens=4", "generation.val_batches=1", "eval.max_clips=4",
         "eval.after_train=false", "eval.showcase_split=null"]
 
