@@ -38,11 +38,8 @@ def prepare_data(cfg: DictConfig) -> None:
 def import_corpus_shards(cfg: DictConfig, out: Path) -> None:
     """``data.source: import``: the corpus of ``data.corpus`` into shards in ``out``, once (a folder with a
     manifest is taken as done; the writer resumes a cut import), split by speaker where it defines no split."""
-    import json
-
     from datamodules.importers import import_corpus
-    from datamodules.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit
-    from datamodules.shard_writer import SPLIT_FILE, write_shards
+    from datamodules.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit, write_split_shards
 
     if (out / "manifest.json").exists():
         return
@@ -50,13 +47,7 @@ def import_corpus_shards(cfg: DictConfig, out: Path) -> None:
     split = SpeakerSplit(list(c.val_speakers), list(c.test_speakers), c.val_share, c.test_share, c.split_seed)
     if split.active and c.name in CORPORA_WITH_SPLIT:
         raise ValueError(f"data.corpus: {c.name} defines its own split, which is kept; drop the speaker settings")
-    records = import_corpus(c.name, c.root)
-    unknown: list[str] = []
-    if split.active:
-        records = split.apply(records, unknown)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / SPLIT_FILE).write_text(json.dumps(split.describe(), indent=1) + "\n")
-    summary = write_shards(records, out, target_sr=cfg.data.sample_rate)
+    summary, _ = write_split_shards(import_corpus(c.name, c.root), out, split, target_sr=cfg.data.sample_rate)
     if not summary.kept and not summary.already_written:
         raise ValueError(f"data.corpus.root={c.root}: no clip could be imported (see {out / 'rejects.jsonl'})")
 

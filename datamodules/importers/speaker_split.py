@@ -7,9 +7,13 @@ import) puts every speaker where it was. Every clip of a speaker lands in that s
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from datamodules.shard_writer import SPLIT_FILE, WriteSummary, write_shards
 
 # Corpora whose release defines a split: theirs is kept (their test speakers are the ones the literature uses).
 CORPORA_WITH_SPLIT = frozenset({"esd", "msp-podcast", "expresso"})
@@ -67,3 +71,15 @@ class SpeakerSplit:
                 yield {**record, "split": "train"}
                 continue
             yield {**record, "split": self.split_of(str(speaker))}
+
+
+def write_split_shards(records: Iterable[dict[str, Any]], out: Path, split: SpeakerSplit | None, *,
+                       fallback_split: str = "train", target_sr: int | None = None) -> tuple[WriteSummary, list[str]]:
+    """Write ``records`` as shards in ``out``, split by speaker when ``split`` is active (recorded in
+    ``split.json``, which ``manifest.json`` then carries); returns the summary and the ids without a speaker."""
+    unknown: list[str] = []
+    if split is not None and split.active:
+        records = split.apply(records, unknown)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SPLIT_FILE).write_text(json.dumps(split.describe(), indent=1) + "\n")
+    return write_shards(records, out, split=fallback_split, target_sr=target_sr), unknown

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 from datamodules.importers import IMPORTERS, import_corpus
-from datamodules.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit
-from datamodules.shard_writer import SPLIT_FILE, write_shards
+from datamodules.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit, write_split_shards
 
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")  # split names become shard file prefixes: <split>-000000.tar
 
@@ -62,18 +60,14 @@ def run(args: argparse.Namespace) -> int:
     if args.sample_rate is not None and args.sample_rate <= 0:
         raise SystemExit(f"--sample-rate must be positive, got {args.sample_rate}")
     by_speaker = speaker_split(args)
-    unknown: list[str] = []
     try:
         records = import_corpus(args.corpus, args.root)
         if args.split is not None:
             records = ({**record, "split": args.split} for record in records)
-        if by_speaker is not None:
-            records = by_speaker.apply(records, unknown)
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / SPLIT_FILE).write_text(json.dumps(by_speaker.describe(), indent=1) + "\n")
         # The writer shows the progress bar; a malformed label file surfaces here as a ValueError naming it.
         # Its split is only the fallback for manifest rows without one: "train", as for corpora that define none.
-        summary = write_shards(records, args.out, split=args.split or "train", target_sr=args.sample_rate)
+        summary, unknown = write_split_shards(records, args.out, by_speaker, fallback_split=args.split or "train",
+                                              target_sr=args.sample_rate)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(str(error)) from None
     if not summary.kept and not summary.already_written:
