@@ -13,21 +13,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from datamodules.vocab import EMOTIONS, STYLES
-from paralign.evaluation.label_matching import match_labels
-from paralign.evaluation.metrics import accuracy, confusion_matrix, plot_confusion
-
-LABELS = {"emotion": EMOTIONS, "style": STYLES}
-
-
-def truth_of(task: str, meta: dict) -> Any:
-    return meta.get("emotion") if task == "emotion" else [s for s in meta.get("style") or [] if s != "default"]
-
-
-def is_correct(task: str, predicted: str | None, truth: Any) -> bool:
-    if task == "style":
-        return predicted in truth if truth else predicted in (None, "default")
-    return predicted is not None and predicted == truth
+from datamodules.vocab import EMOTIONS, LABEL_SETS
+from scoring.answers import label_truth, score_answers
+from scoring.metrics import accuracy, confusion_matrix, plot_confusion
 
 
 def gather_from_ranks(trainer: pl.Trainer, items: list) -> list:
@@ -70,16 +58,15 @@ class ValidationGenerations(pl.Callback):
         self.records = gather_from_ranks(trainer, self.records)
         if not self.records:
             return
-        for task, labels in LABELS.items():
-            items = [r for r in self.records if r["task"] == task and truth_of(task, r["meta"])]
+        for task in LABEL_SETS:
+            items = [r for r in self.records if r["task"] == task and label_truth(task, r["meta"]) is not None]
             if not items:
                 continue
-            predicted = match_labels([r["reply"] for r in items], labels)
-            correct = [is_correct(task, p, truth_of(task, r["meta"])) for p, r in zip(predicted, items)]
-            pl_module.log(f"val/{task}/answer_acc", float(np.mean(correct)), sync_dist=True)
+            scored = score_answers(task, [r["reply"] for r in items], [r["meta"] for r in items])
+            pl_module.log(f"val/{task}/answer_acc", float(np.mean(scored.correct)), sync_dist=True)
             if task == "emotion":
-                truth = [r["meta"]["emotion"] for r in items]
-                self._log_confusion(trainer, predicted, truth, accuracy(predicted, truth))
+                self._log_confusion(trainer, scored.predicted, scored.reference,
+                                    accuracy(scored.predicted, scored.reference))
         self._log_samples(trainer)
 
     def _log_confusion(self, trainer: pl.Trainer, predicted: list, truth: list, acc: float) -> None:

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-PACKAGES = ("torch", "torchaudio", "lightning", "transformers", "torchmetrics", "omegaconf", "webdataset",
+PACKAGES = ("paralign", "torch", "torchaudio", "lightning", "transformers", "torchmetrics", "omegaconf", "webdataset",
             "tensorboard", "soundfile", "numpy")
 
 

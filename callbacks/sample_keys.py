@@ -1,4 +1,5 @@
-"""Append the sample keys of every training batch to ``<run>/sample_keys/rank<R>.jsonl`` (``run.log_sample_keys``).
+"""Append the sample keys of every training batch to ``<run>/sample_keys/rank<R>.jsonl``
+(``callbacks.sample_keys: {}``).
 
 A debugging and testing aid, off by default: it shows which samples each optimizer step trained on, so that a
 resumed run can be checked against an uninterrupted one (the kill -9 and SLURM requeue tests do). Each (re)start of
@@ -30,7 +31,7 @@ class SampleKeyLog(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if not isinstance(batch, dict) or "keys" not in batch:
-            raise TypeError("run.log_sample_keys needs batches with a 'keys' list (the shard loader's collate)")
+            raise TypeError("callbacks.sample_keys needs batches with a 'keys' list (the shard loader's collate)")
         self._write(trainer, {"step": trainer.global_step, "keys": list(batch["keys"])})
 
 

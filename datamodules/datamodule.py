@@ -8,10 +8,15 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
-from datamodules.features import LogMel
+from datamodules.augment import build_augment
+from datamodules.examples import ExampleBuilder, collate
+from datamodules.features import LogMel, build_features
 from datamodules.loader import POSITION, BatchStream, ResumableStreamLoader, StreamLoader
+from datamodules.prompts import ChatPrompter
 from datamodules.stream import expand_sources
+from datamodules.tasks import Task
 
 Sources = str | list[str] | list[dict[str, Any]] | None
 
@@ -49,6 +54,26 @@ class ShardDataModule(pl.LightningDataModule):
         self.loader_options = dict(num_workers=num_workers, prefetch_factor=prefetch_factor, pin_memory=pin_memory)
         self._loaders: dict[str, StreamLoader] = {}
         self.even_eval_batches = even_eval_batches
+
+    @classmethod
+    def from_recipe(cls, cfg: DictConfig, tasks: dict[str, Task], prompter: ChatPrompter, *,
+                    eval_tasks: dict[str, Task] | None = None, need_target: bool = True,
+                    **sources: Any) -> "ShardDataModule":
+        """The DataModule of a recipe's ``data:`` section, building its own examples from the tasks and the LLM's
+        chat prompter, as NeMo's SALM dataset does: training samples tasks by share, evaluation makes one example
+        per (clip, task) of ``eval_tasks`` (default: ``tasks``). ``sources``: ``train`` / ``val`` / ``test`` (and
+        ``*_split``) as the constructor takes them."""
+        d = cfg.data
+        return cls(
+            **sources, sample_rate=d.sample_rate, features=build_features(cfg), max_batch_seconds=d.max_batch_seconds,
+            max_batch_size=d.max_batch_size, bucket_window=d.bucket_window, shuffle_buffer=d.shuffle_buffer,
+            num_workers=d.num_workers, seed=d.seed, collate=collate, augment=build_augment(cfg),
+            example_builder=ExampleBuilder(tasks, prompter, d.examples_per_clip),
+            eval_example_builder=ExampleBuilder(eval_tasks if eval_tasks is not None else tasks, prompter,
+                                                all_tasks=True, need_target=need_target),
+            # Sharded, every rank must run each validation forward pass (all-gathers pair up across ranks).
+            even_eval_batches=cfg.trainer.strategy == "fsdp",
+        )
 
     def _datasets(self, stage: str) -> list[tuple[list[str], float]]:
         spec, split = self.sources[stage]

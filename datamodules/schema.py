@@ -1,4 +1,4 @@
-"""The per-utterance metadata schema of our shards (`<key>.json`), the contract of DESIGN.md.
+"""The per-utterance metadata schema of our shards (`<key>.json`), the contract in the README ("Data").
 
 A *record* is what importers and the synthetic corpus produce before shards exist: the same fields plus
 ``audio_path``. Absent labels are ``None`` (never guessed).
@@ -11,6 +11,9 @@ from typing import Any
 from datamodules.vocab import EMOTIONS, GENDERS, STYLES
 
 # field -> (allowed python types, may be None)
+# The members of a shard sample that may hold its audio, in the order they are looked for.
+AUDIO_EXTS = ("flac", "wav", "ogg", "mp3")
+
 METADATA_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "id": ((str,), False),
     "dataset": ((str,), False),

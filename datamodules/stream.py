@@ -11,8 +11,8 @@ import io
 import json
 import os
 import random
+import re
 import signal
-import subprocess
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
@@ -22,20 +22,22 @@ from typing import IO, Any
 
 import soundfile as sf
 from braceexpand import braceexpand
+from webdataset.gopen import gopen, set_options
 
-from datamodules.schema import empty_metadata
+from datamodules.schema import AUDIO_EXTS, empty_metadata
 from datamodules.tar_samples import iter_tar_samples
 
-AUDIO_EXTS = ("flac", "wav", "ogg", "mp3")
+REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://")  # a URL for webdataset's gopen (no local existence check)
 
 
 def expand_sources(spec: str | os.PathLike | list, split: str | None = None) -> list[str]:
     """Shard URLs from a path, a folder (its ``<split>-*.tar``, or every ``*.tar`` without a split), a brace
-    pattern (``train-{000000..000123}.tar``), a glob, a ``pipe:`` command, or a list of any of these."""
+    pattern (``train-{000000..000123}.tar``), a glob, a ``pipe:`` command or a URL that webdataset opens
+    (``pipe:aws s3 cp s3://bucket/train-{000000..000009}.tar -``, ``https://...``), or a list of any of these."""
     if isinstance(spec, (list, tuple)):
         return [url for item in spec for url in expand_sources(item, split)]
     spec = str(spec)
-    if spec.startswith("pipe:"):
+    if spec.startswith("pipe:") or REMOTE.match(spec):
         return list(braceexpand(spec))
     if os.path.isdir(spec):
         urls = sorted(glob.glob(os.path.join(spec, f"{split}-*.tar" if split else "*.tar")))
@@ -52,19 +54,15 @@ def expand_sources(spec: str | os.PathLike | list, split: str | None = None) -> 
 
 @contextmanager
 def open_url(url: str) -> Iterator[IO[bytes]]:
-    """A readable byte stream for a local path or a ``pipe:command`` (whose stdout is the tar)."""
-    if url.startswith("pipe:"):
-        proc = subprocess.Popen(url[5:], shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            yield proc.stdout
-        finally:
-            proc.stdout.close()
-            # -SIGPIPE: we stopped reading early (end of epoch, shutdown), not a failure of the command.
-            if proc.wait() not in (0, -signal.SIGPIPE):
-                raise OSError(f"{url}: exited with {proc.returncode}: {proc.stderr.read()[-300:]!r}")
-    else:
-        with open(url, "rb") as f:
-            yield f
+    """A readable byte stream for any URL webdataset's ``gopen`` takes: a local path, ``pipe:command`` (whose
+    stdout is the tar), ``http(s)://`` (curl), ... A command that exits non-zero raises ``OSError``; one killed by
+    SIGPIPE (we stopped reading early: end of epoch, shutdown) is not a failure."""
+    stream = gopen(url, "rb")
+    set_options(stream, ignore_status=[0, 128 + signal.SIGPIPE, -signal.SIGPIPE])  # a pipe's; a file has none
+    try:
+        yield stream
+    finally:
+        stream.close()
 
 
 @dataclass
@@ -88,11 +86,11 @@ def read_light_clips(url: str, skips: Counter) -> Iterator[LightClip]:
     damaged or unreadable tar ends that shard (counted as ``bad_tar``) and the stream goes on with the next."""
     try:
         with open_url(url) as stream:
-            for raw in iter_tar_samples(stream):
+            for raw in iter_tar_samples(stream, url):
                 clip = _light(raw, skips)
                 if clip is not None:
                     yield clip
-    except (tarfile.TarError, OSError, EOFError):
+    except (tarfile.TarError, OSError, EOFError, ValueError):  # ValueError: two members of one name in a sample
         skips["bad_tar"] += 1
 
 

@@ -1,4 +1,5 @@
-"""WebDataset tar conventions in one place: member naming, grouping members into samples, atomic shard writing."""
+"""WebDataset tar conventions in one place: member naming, reading samples (through webdataset's own tar iterator
+and grouping), atomic shard writing."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +10,8 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -22,34 +25,15 @@ def safe_key(sample_id: str) -> str:
     return key
 
 
-def split_member(name: str) -> tuple[str, str]:
-    """``dir/abc.teacher.json`` -> (``dir/abc``, ``teacher.json``), webdataset's rule (first dot of the basename)."""
-    folder, _, base = name.rpartition("/")
-    stem, dot, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), (ext.lower() if dot else "")
-
-
-def iter_tar_samples(stream: IO[bytes]) -> Iterator[dict[str, bytes | str]]:
-    """Group consecutive regular members of a tar stream into samples ``{"__key__": key, ext: bytes, ...}``.
-
-    Reads in streaming mode (works on pipes). A damaged tar raises ``tarfile.TarError`` from the point of damage;
-    the samples before it have already been yielded.
-    """
-    current: dict[str, bytes | str] | None = None
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, ext = split_member(member.name)
-            if current is not None and current["__key__"] != key:
-                yield current
-                current = None
-            if current is None:
-                current = {"__key__": key}
-            handle = tar.extractfile(member)
-            current[ext] = handle.read() if handle is not None else b""
-    if current is not None:
-        yield current
+def iter_tar_samples(stream: IO[bytes], url: str = "") -> Iterator[dict[str, bytes | str]]:
+    """The samples ``{"__key__": key, ext: bytes, ...}`` of a tar stream: consecutive regular members grouped by
+    key, by webdataset's ``tar_file_iterator`` and ``group_by_keys`` (streaming, so pipes work; members are not
+    kept in memory once read). A damaged tar raises ``tarfile.TarError`` from the point of damage, a sample with
+    two members of one extension ``ValueError``; the samples before either have already been yielded."""
+    files = ({**member, "__url__": url} for member in tar_file_iterator(stream))
+    for sample in group_by_keys(files):
+        sample.pop("__url__", None)
+        yield sample
 
 
 class ShardTarWriter:

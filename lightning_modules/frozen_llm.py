@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributed.fsdp import FSDPModule
 from transformers import PreTrainedModel
 
-from lightning_modules.prompts import ChatPrompter
+from datamodules.prompts import ChatPrompter
 
 IGNORE_INDEX = -100
 
@@ -99,6 +99,21 @@ class FrozenLLM(nn.Module):
         Returns (logits [N, V], targets [N], row index [N]) for the N supervised positions.
         """
         return self("label_logits", inputs_embeds, attention_mask, position_ids, labels)
+
+    def text_label_logits(self, prompts: list[list[int]], targets: list[list[int]]
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`label_logits` of token-id rows ``prompt + target``, teacher-forced (right-padded, labels on the
+        target only): the teacher's distribution over each reply position, as the student is trained on it."""
+        device = self.model.device
+        width = max(len(p) + len(t) for p, t in zip(prompts, targets))
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        for i, (p, t) in enumerate(zip(prompts, targets)):
+            ids[i, :len(p) + len(t)] = torch.tensor(p + t)
+            labels[i, len(p):len(p) + len(t)] = torch.tensor(t)
+        mask = (labels != IGNORE_INDEX) | (torch.arange(width)[None] < torch.tensor([len(p) for p in prompts])[:, None])
+        ids, labels, mask = ids.to(device), labels.to(device), mask.long().to(device)
+        return self.label_logits(self.embed(ids), mask, (mask.cumsum(-1) - 1).clamp(min=0), labels)
 
     def _label_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                       labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -60,7 +60,7 @@ def checkpoint_blocks(module: nn.Module, llm: bool, encoder: bool) -> None:
 
 def shard(module: nn.Module, mesh: DeviceMesh) -> None:
     """``fully_shard`` the units listed in the module docstring (inner units first, as FSDP2 requires)."""
-    online = [name for name, task in module.tasks.items() if task.kl_source == "online" and "kl" in task.loss]
+    online = [name for name, objective in module.objectives.items() if objective.online_kl]
     if online:  # its teacher pass runs only on ranks whose batch holds the task; sharded, every rank must join
         raise ValueError(f"trainer.strategy=fsdp does not support kl_source=online (tasks {', '.join(online)}): "
                          "use kl_source=cached (teacher top-k in the shards), or ddp")

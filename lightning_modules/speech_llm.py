@@ -13,18 +13,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from datamodules.vocab import EMOTIONS, STYLES
+from datamodules.prompts import ChatPrompter
+from datamodules.tasks import Task, build_tasks, describe_speech
+from datamodules.vocab import LABEL_SETS
 from lightning_modules.adapters import build_adapter
 from lightning_modules.encoders import build_encoder
 from lightning_modules.frozen_llm import FrozenLLM
 from lightning_modules.llm_loading import load_causal_lm
 from lightning_modules.losses import kl_full, kl_topk, per_row_mean, token_ce
-from lightning_modules.prompts import ChatPrompter
-from lightning_modules.tasks import Task, build_tasks, describe_speech
+from lightning_modules.objectives import Objective, build_objectives
 from lightning_modules.token_ctc import TokenCTC
 
 FROZEN_PREFIX = "llm."
-LABEL_SETS = {"emotion": EMOTIONS, "style": STYLES}
 
 
 def load_frozen_llm(cfg: DictConfig) -> FrozenLLM:
@@ -39,12 +39,18 @@ def check_teacher_alignment(tasks: dict[str, Task], prompter: ChatPrompter) -> N
     sample = describe_speech({"transcript": "I didn't expect to see you here.", "emotion": "surprised",
                               "style": ["fast"]}, conditioned=True)
     for task in tasks.values():
-        if task.target == "teacher" or task.kl_source == "online" and "kl" in task.loss:
+        if task.target == "teacher" or task.kl_source == "online":
             for template in task.instructions:
                 try:
                     prompter.check_alignment(template, sample)
                 except ValueError as err:
                     raise ValueError(f"tasks.{task.name}: {err}") from None
+
+
+def classifier_heads(cfg_classifier: DictConfig, hidden_size: int) -> nn.ModuleDict:
+    """``classifier``: one linear head per label kind on the pooled speech tokens (none when disabled)."""
+    kinds = cfg_classifier.labels if cfg_classifier.enabled else []
+    return nn.ModuleDict({kind: nn.Linear(hidden_size, len(LABEL_SETS[kind])) for kind in kinds})
 
 
 class SpeechLLM(pl.LightningModule):
@@ -56,12 +62,10 @@ class SpeechLLM(pl.LightningModule):
         self.encoder = build_encoder(cfg.encoder)
         self.adapter = build_adapter(cfg.adapter, self.encoder.output_dim, self.llm.hidden_size,
                                      self.encoder.frame_rate)
-        self.tasks = build_tasks(cfg.tasks)
+        self.tasks = build_tasks(cfg.tasks)  # the data side: prompts and targets (the DataModule's examples)
+        self.objectives = build_objectives(cfg.tasks)  # the loss side: weights, schedules, loss kinds
         check_teacher_alignment(self.tasks, self.llm.prompter)
-        self.classifiers = nn.ModuleDict({
-            kind: nn.Linear(self.llm.hidden_size, len(LABEL_SETS[kind]))
-            for kind in (cfg.classifier.labels if cfg.classifier.enabled else [])
-        })
+        self.classifiers = classifier_heads(cfg.classifier, self.llm.hidden_size)
         self.ctc = None
         if OmegaConf.select(cfg, "ctc.enabled", default=False):  # run folders from before the key existed: off
             self.ctc = TokenCTC(self.llm.hidden_size, lambda: self.llm.model.get_input_embeddings().weight)
@@ -117,7 +121,7 @@ class SpeechLLM(pl.LightningModule):
         task_of_row = batch["task"]
         step = self.global_step
         total = speech.new_zeros(())
-        for name, task in self.tasks.items():
+        for name, task in self.objectives.items():
             if name not in task_of_row:  # decided on the host: no GPU sync per task
                 continue
             select = torch.tensor([t == name for t in task_of_row], device=ce.device)
@@ -131,7 +135,7 @@ class SpeechLLM(pl.LightningModule):
             total = total + task.weight_at(step) * loss
         return total
 
-    def _kl(self, batch, task, logits, rows, select) -> torch.Tensor:
+    def _kl(self, batch, task: Objective, logits, rows, select) -> torch.Tensor:
         mask = select[rows]
         if task.kl_source == "online":
             teacher_logits = self._online_teacher_logits(batch, select)
@@ -151,19 +155,8 @@ class SpeechLLM(pl.LightningModule):
     def _online_teacher_logits(self, batch: dict[str, Any], select: torch.Tensor) -> torch.Tensor:
         """The Ultravox way: a second pass of the frozen LLM over the text prompt, every step."""
         idx = select.nonzero().flatten().tolist()
-        prompts = [batch["teacher_prompt"][i] for i in idx]
-        targets = [batch["target"][i] for i in idx]
-        width = max(len(p) + len(t) for p, t in zip(prompts, targets))
-        ids = torch.full((len(idx), width), self.llm.pad_id, dtype=torch.long)
-        labels = torch.full_like(ids, -100)
-        for j, (p, t) in enumerate(zip(prompts, targets)):
-            ids[j, :len(p) + len(t)] = torch.tensor(p + t)
-            labels[j, len(p):len(p) + len(t)] = torch.tensor(t)
-        ids, labels = ids.to(self.device), labels.to(self.device)
-        mask = (labels != -100) | (torch.arange(width, device=self.device)[None] < torch.tensor(
-            [len(p) for p in prompts], device=self.device)[:, None])
-        embeds = self.llm.embed(ids)
-        logits, _, _ = self.llm.label_logits(embeds, mask.long(), (mask.long().cumsum(-1) - 1).clamp(min=0), labels)
+        logits, _, _ = self.llm.text_label_logits([batch["teacher_prompt"][i] for i in idx],
+                                                  [batch["target"][i] for i in idx])
         return logits
 
     def _cached_topk(self, batch, rows, select, device):
@@ -202,7 +195,7 @@ class SpeechLLM(pl.LightningModule):
         bs = len(batch["task"])
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs)
-        for name, task in self.tasks.items():
+        for name, task in self.objectives.items():
             self.log(f"train/{name}/weight", float(task.weight_at(self.global_step)), batch_size=bs)
         for i, weight in enumerate(getattr(self.encoder, "mix_weights", list)()):  # Whisper's learned layer mix
             self.log(f"encoder/layer_weight/{i}", weight, batch_size=bs)
@@ -258,9 +251,9 @@ class SpeechLLM(pl.LightningModule):
         if getattr(self, "_model_configured", False):  # Lightning calls this hook once per trainer stage
             return
         self._model_configured = True
-        t = self.cfg.trainer
-        sharding.checkpoint_blocks(self, llm=t.activation_checkpointing,
-                                   encoder=t.activation_checkpointing or self.cfg.encoder.activation_checkpointing)
+        checkpointing = self.cfg.llm.activation_checkpointing
+        sharding.checkpoint_blocks(self, llm=checkpointing,
+                                   encoder=checkpointing or self.cfg.encoder.activation_checkpointing)
         if self.device_mesh is not None:  # set by ModelParallelStrategy only
             sharding.shard(self, self.device_mesh["data_parallel"])
 

@@ -37,7 +37,8 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
-def tiny_llama(vocab_size: int, hidden_size: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> LlamaForCausalLM:
+def tiny_llama(vocab_size: int, hidden_size: int = 64, layers: int = 2, heads: int = 4,
+               seed: int = 0) -> LlamaForCausalLM:
     """A randomly initialised Llama small enough to train on CPU in a unit test."""
     import torch
 

@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-TASK_NAMES = ("response", "emotion", "style", "asr", "qa")
-METADATA_FIELDS = ("emotion", "valence", "arousal", "dominance", "style", "gender")
+from datamodules.metadata import PROMPT_FIELDS
+from datamodules.tasks import TASK_NAMES
 
 
 @dataclass
@@ -21,7 +21,6 @@ class RunConfig:
     root: str = "runs"
     dir: Optional[str] = None  # default: <root>/<recipe name>/<timestamp>
     resume: str = "auto"  # auto: continue from <dir>/checkpoints/last.ckpt when it exists; never: start afresh
-    log_sample_keys: bool = False  # append each batch's sample keys to <dir>/sample_keys/rank<R>.jsonl (debugging)
 
 
 @dataclass
@@ -39,6 +38,7 @@ class LLMConfig:
     trust_remote_code: bool = False
     system_prompt: Optional[str] = None  # None: the chat template's own default
     tiny: TinyLLMConfig = field(default_factory=TinyLLMConfig)
+    activation_checkpointing: bool = False  # recompute decoder layers in the backward pass (and encoder blocks)
 
 
 @dataclass
@@ -243,22 +243,42 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    """Keyword arguments of ``lightning.Trainer``, passed as they are (paralign/trainer.py): the typed defaults
+    below, and any other argument of ``Trainer`` added in a recipe (an unknown key is an error naming it)."""
+
     max_steps: int = 1000
     max_time: Optional[str] = None  # "DD:HH:MM:SS": stop cleanly before a job's time limit
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
     strategy: str = "auto"  # auto | ddp | fsdp (FSDP2: lightning_modules/sharding.py)
-    activation_checkpointing: bool = False  # recompute LLM decoder layers and encoder blocks in the backward pass
     precision: str = "32-true"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float = 1.0
     val_check_interval: int = 200
     limit_val_batches: Any = 1.0
     log_every_n_steps: int = 10
-    checkpoint_every_n_steps: int = 100
-    save_top_k: int = 2
     deterministic: bool = False
+
+
+def default_callbacks() -> dict[str, Any]:
+    """``callbacks:``, name -> arguments (paralign/trainer.py lists them); a recipe changes an argument, adds
+    ``sample_keys: {}`` (each batch's sample keys, for debugging resumes), or switches one off with null."""
+    return {
+        "run_snapshot": {},
+        "last_checkpoint": {"every_n_train_steps": 100},
+        "best_checkpoints": {"filename": "step{step:06d}-val{val/loss:.3f}", "auto_insert_metric_name": False,
+                             "monitor": "val/loss", "mode": "min", "save_top_k": 2},
+        "lr_monitor": {"logging_interval": "step"},
+        "throughput": {"window": "${trainer.log_every_n_steps}"},
+        "skipped_samples": {"every_n_steps": "${trainer.log_every_n_steps}"},
+        # answer accuracy, confusion matrix and sample replies on the first `batches` validation batches
+        "validation_generations": {"batches": 4, "samples": 4},
+        "linear_probe": {},
+        "progress_bar": {"refresh_rate": 1},
+        "preemption": {},
+        "sample_keys": None,
+    }
 
 
 @dataclass
@@ -267,8 +287,6 @@ class GenerationConfig:
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.9
-    val_batches: int = 4  # batches of validation clips generated for answer accuracy each validation
-    log_samples: int = 4
 
 
 @dataclass
@@ -320,6 +338,7 @@ class Recipe:
     qa_generation: QAGenerationConfig = field(default_factory=QAGenerationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    callbacks: Dict[str, Any] = field(default_factory=default_callbacks)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -353,10 +372,11 @@ def _read_with_defaults(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
 # before any data is built, not hours into a run.
 POSITIVE = ("data.max_batch_size", "data.max_batch_seconds", "data.sample_rate", "data.examples_per_clip",
             "trainer.max_steps", "trainer.val_check_interval", "trainer.log_every_n_steps",
-            "trainer.checkpoint_every_n_steps", "trainer.accumulate_grad_batches", "optim.lr",
+            "callbacks.last_checkpoint.every_n_train_steps", "trainer.accumulate_grad_batches", "optim.lr",
             "generation.max_new_tokens", "teacher.batch_size", "teacher.max_new_tokens", "adapter.tokens_per_second")
 NON_NEGATIVE = ("data.num_workers", "data.shuffle_buffer", "data.bucket_window", "optim.warmup_steps",
-                "optim.weight_decay", "classifier.pretrain_steps", "generation.val_batches", "eval.max_clips",
+                "optim.weight_decay", "classifier.pretrain_steps", "callbacks.validation_generations.batches",
+                "eval.max_clips",
                 "trainer.gradient_clip_val")
 
 
@@ -381,6 +401,11 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
         if name not in TASK_NAMES:
             raise RecipeError(f"{origin}: unknown task 'tasks.{name}' (known: {', '.join(TASK_NAMES)})")
     _check_ranges(cfg, origin)
+    from paralign.trainer import recipe_problems  # lightning's import is only paid where a recipe is checked
+
+    problems = recipe_problems(cfg)
+    if problems:
+        raise RecipeError(f"{origin}: {problems[0]}")
     choices = {
         "encoder.type": ("conformer", "whisper", "hf"), "adapter.type": ("stack", "conv"),
         "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
@@ -397,9 +422,9 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
         choices[f"tasks.{name}.target"] = ("", "teacher", "label", "transcript", "qa")
         choices[f"tasks.{name}.metadata.source"] = ("labels", "predicted")
         for i, value in enumerate(task.metadata.fields):
-            if value not in METADATA_FIELDS:
+            if value not in PROMPT_FIELDS:
                 raise RecipeError(f"{origin}: tasks.{name}.metadata.fields[{i}]={value!r} is not one of "
-                                  f"{', '.join(METADATA_FIELDS)}")
+                                  f"{', '.join(PROMPT_FIELDS)}")
     if cfg.ctc.enabled and cfg.ctc.weight <= 0:
         raise RecipeError(f"{origin}: ctc.weight={cfg.ctc.weight} must be positive when ctc.enabled")
     if cfg.data.source == "import" and not cfg.data.corpus.root:
@@ -447,6 +472,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Load, merge with its defaults and the overrides, and validate a recipe."""
     path = Path(path).resolve()
     schema = OmegaConf.structured(Recipe)
+    OmegaConf.set_struct(schema.trainer, False)  # any lightning.Trainer argument; checked against its signature
     try:
         cfg = OmegaConf.merge(schema, _read_with_defaults(path))
     except OmegaConfBaseException as err:

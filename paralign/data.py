@@ -14,14 +14,14 @@ def prepare_data(cfg: DictConfig) -> None:
     # Method 2 (implicit): the corpus is built in qa_generation.from_dir, and data.dir gets its shards with QA pairs.
     base = cfg.qa_generation.from_dir or d.dir
     if d.source == "tiny":
-        from datamodules.tiny_corpus import build_tiny_corpus
+        from prep.tiny_corpus import build_tiny_corpus
 
         build_tiny_corpus(base, seed=d.seed)
     elif d.source in ("synth", "import"):
-        from datamodules.teacher import generate_teacher_replies
+        from prep.teacher import generate_teacher_replies
 
         if d.source == "synth":
-            from datamodules.synth import build_synth_shards
+            from prep.synth import build_synth_shards
 
             build_synth_shards(base, clips=d.synth.clips, seed=d.synth.seed, workers=max(1, d.num_workers))
         else:
@@ -29,7 +29,7 @@ def prepare_data(cfg: DictConfig) -> None:
         if needs_teacher(cfg):
             generate_teacher_replies(cfg, base)
     if cfg.qa_generation.from_dir:
-        from datamodules.qa_generate import generate_qa, is_current
+        from prep.qa_generate import generate_qa, is_current
 
         if not is_current(cfg.qa_generation, d.dir):  # replies already asked for come from its cache
             generate_qa(cfg.qa_generation, base, d.dir)
@@ -38,8 +38,8 @@ def prepare_data(cfg: DictConfig) -> None:
 def import_corpus_shards(cfg: DictConfig, out: Path) -> None:
     """``data.source: import``: the corpus of ``data.corpus`` into shards in ``out``, once (a folder with a
     manifest is taken as done; the writer resumes a cut import), split by speaker where it defines no split."""
-    from datamodules.importers import import_corpus
-    from datamodules.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit, write_split_shards
+    from prep.importers import import_corpus
+    from prep.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit, write_split_shards
 
     if (out / "manifest.json").exists():
         return
@@ -54,7 +54,7 @@ def import_corpus_shards(cfg: DictConfig, out: Path) -> None:
 
 def needs_teacher(cfg: DictConfig) -> bool:
     """Whether any enabled task trains on (or is scored against) cached teacher replies."""
-    from lightning_modules.tasks import DEFAULT_TARGET
+    from datamodules.tasks import DEFAULT_TARGET
 
     return any(t.enabled and (t.target or DEFAULT_TARGET[name]) == "teacher" for name, t in cfg.tasks.items())
 

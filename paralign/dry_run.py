@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Pretrained
 from lightning_modules.adapters import build_adapter
 from lightning_modules.encoders import ConformerEncoder, build_encoder
 from lightning_modules.llm_loading import SMOLLM2_ALIAS, default_cache_dir
-from lightning_modules.speech_llm import LABEL_SETS
+from lightning_modules.speech_llm import classifier_heads
 from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -83,8 +83,7 @@ def meta_modules(cfg: DictConfig) -> dict[str, nn.Module]:
         encoder = build_encoder(cfg.encoder, model=hf_model)
         hidden = llm.get_input_embeddings().embedding_dim
         adapter = build_adapter(cfg.adapter, encoder.output_dim, hidden, encoder.frame_rate)
-        heads = nn.ModuleDict({kind: nn.Linear(hidden, len(LABEL_SETS[kind]))  # as SpeechLLM builds them
-                               for kind in (cfg.classifier.labels if cfg.classifier.enabled else [])})
+        heads = classifier_heads(cfg.classifier, hidden)
     return {"llm": llm, "encoder": encoder, "adapter": adapter, "heads": heads}
 
 
@@ -160,7 +159,7 @@ def memory_lines(cfg: DictConfig, modules: dict[str, nn.Module]) -> tuple[list[L
     kv = lc.hidden_size * lc.num_key_value_heads // lc.num_attention_heads
     llm_act = _stack_activations(tokens, lc.num_hidden_layers,
                                  _layer_bytes_per_token(lc.hidden_size, kv, lc.intermediate_size, act),
-                                 lc.hidden_size, act, t.activation_checkpointing)
+                                 lc.hidden_size, act, cfg.llm.activation_checkpointing)
     logits = rows * targets * lc.vocab_size * 4 * 2  # fp32 logits on reply positions + their softmax gradient
     if isinstance(encoder, ConformerEncoder):
         e = cfg.encoder
@@ -174,10 +173,10 @@ def memory_lines(cfg: DictConfig, modules: dict[str, nn.Module]) -> tuple[list[L
         blocks = len(encoder.whisper.layers if whisper else encoder.model.encoder.layers)
         frames = rows * seconds * encoder.frame_rate  # Whisper too: it runs on the real length, not 30 s
         frame_note = f"{encoder.frame_rate:g} encoder frames/s"
-    ac_encoder = t.activation_checkpointing or cfg.encoder.activation_checkpointing
+    ac_encoder = cfg.llm.activation_checkpointing or cfg.encoder.activation_checkpointing
     enc_act = _stack_activations(frames, blocks, _layer_bytes_per_token(width, width, ffn, act), width, act,
                                  ac_encoder)
-    lines += [Line(f"LLM activations ({'checkpointed' if t.activation_checkpointing else 'all kept'})", llm_act),
+    lines += [Line(f"LLM activations ({'checkpointed' if cfg.llm.activation_checkpointing else 'all kept'})", llm_act),
               Line("LM-head logits on reply tokens (fp32, with gradient)", logits),
               Line(f"encoder activations ({'checkpointed' if ac_encoder else 'all kept'})", enc_act)]
     assumptions = [
@@ -201,7 +200,8 @@ def dry_run(cfg: DictConfig) -> str:
     total = sum(counts.values())
     t = cfg.trainer
     out = [f"dry run of recipe {cfg.name!r}: llm {cfg.llm.name}, encoder {cfg.encoder.hf_name or cfg.encoder.type}; "
-           f"strategy {t.strategy}, precision {t.precision}, activation checkpointing {t.activation_checkpointing}",
+           f"strategy {t.strategy}, precision {t.precision}, "
+           f"activation checkpointing {cfg.llm.activation_checkpointing}",
            "", "parameters"]
     for name, n in counts.items():
         frozen = n if name == "llm" else count(modules[name], False)

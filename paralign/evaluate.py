@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,13 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from callbacks.linear_probe import fit_probe_accuracy, probe_label
 from datamodules.datamodule import ShardDataModule
 from datamodules.features import build_features
-from datamodules.vocab import EMOTIONS, STYLES
-from lightning_modules.examples import ExampleBuilder, collate
+from datamodules.tasks import Task, describe_speech
+from datamodules.vocab import LABEL_SETS
 from lightning_modules.speech_llm import SpeechLLM
-from lightning_modules.tasks import Task, describe_speech
 from paralign.data import shard_sources
+from scoring.probe import Pooled, probe_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +51,8 @@ def split_loader(cfg: DictConfig, model: SpeechLLM, split: str, tasks: list[str]
     chosen = {n: t for n, t in reference_tasks(cfg, model.tasks).items() if not tasks or n in tasks}
     d = cfg.data
     source = shard_sources(cfg)["test"] if split == "test" else [d.dir]
-    dm = ShardDataModule(test=source, test_split=split, sample_rate=d.sample_rate, features=build_features(cfg),
-                         max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
-                         bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed,
-                         eval_example_builder=ExampleBuilder(chosen, model.llm.prompter, all_tasks=True,
-                                                             need_target=need_target),
-                         collate=collate)
+    dm = ShardDataModule.from_recipe(cfg, model.tasks, model.llm.prompter, eval_tasks=chosen,
+                                     need_target=need_target, test=source, test_split=split)
     return dm.test_dataloader()
 
 
@@ -110,30 +104,10 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def probe_accuracies(pooled: dict[str, tuple[torch.Tensor, dict]],
-                     fit_on: dict[str, tuple[torch.Tensor, dict]] | None = None) -> dict[str, float | None]:
-    """Linear-probe accuracy per label kind: fitted on ``fit_on`` (other clips, e.g. the train split) and scored
-    on every clip of ``pooled``, or, without ``fit_on``, fitted on one half of ``pooled`` (by a hash of the clip
-    key) and scored on the other."""
-    out: dict[str, float | None] = {}
-    for kind, classes in (("emotion", EMOTIONS), ("style", STYLES)):
-        fit: tuple[list, list] = ([], [])
-        score: tuple[list, list] = ([], [])
-        for key, (vec, meta) in pooled.items():
-            label = probe_label(kind, meta)
-            if label is not None:
-                part = score if fit_on is not None or zlib.crc32(key.encode()) % 2 else fit
-                part[0].append(vec)
-                part[1].append(label)
-        for vec, meta in (fit_on or {}).values():
-            label = probe_label(kind, meta)
-            if label is not None:
-                fit[0].append(vec)
-                fit[1].append(label)
-        enough = min(len(fit[1]), len(score[1])) >= 4 and len(set(fit[1])) >= 2
-        out[kind] = fit_probe_accuracy(torch.stack(fit[0]), torch.tensor(fit[1]), torch.stack(score[0]),
-                                       torch.tensor(score[1]), len(classes)) if enough else None
-    return out
+def probe_accuracies(pooled: Pooled, fit_on: Pooled | None = None) -> dict[str, float | None]:
+    """Linear-probe accuracy per label kind (scoring/probe.py): fitted on ``fit_on`` (e.g. the train split) and
+    scored on every clip of ``pooled``, or fitted on one half of ``pooled`` and scored on the other."""
+    return {kind: probe_accuracy(kind, pooled, fit_on) for kind in LABEL_SETS}
 
 
 def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | None = None,
@@ -198,7 +172,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
 @torch.no_grad()
 def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tuple[torch.Tensor, dict]]:
     """Mean-pooled speech tokens of every clip of ``split`` of ``data.dir`` (the probe's fitting set)."""
-    d = cfg.data
+    d = cfg.data  # one item per clip (no examples: the probe needs the speech tokens only)
     dm = ShardDataModule(test=[d.dir], test_split=split, sample_rate=d.sample_rate, features=build_features(cfg),
                          max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
                          bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed)

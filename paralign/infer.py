@@ -10,9 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 from datamodules.audio import audio_problem, load_audio
 from datamodules.batching import pad_features
 from datamodules.features import build_features
-from lightning_modules.metadata import MetadataSpec, metadata_text, with_metadata
+from datamodules.metadata import MetadataSpec, metadata_text, with_metadata
+from datamodules.tasks import DEFAULT_INSTRUCTIONS
 from lightning_modules.speech_llm import SpeechLLM
-from lightning_modules.tasks import DEFAULT_INSTRUCTIONS
 from paralign.evaluate import load_trained
 
 
@@ -66,8 +66,8 @@ def load_clip(path: str | Path, sample_rate: int, features: Callable) -> torch.T
 def predicted_metadata(model: SpeechLLM, cfg: DictConfig, audio: list[str], spec: MetadataSpec) -> list[str]:
     """Method 2 (explicit) on a user's recording, which has no labels: the metadata the model's own emotion
     classifier head predicts (dimensional scores where the recipe's train shards give emotion centroids)."""
-    from datamodules.label_prediction import LabelPredictor, emotion_centroids
     from datamodules.shard_writer import shard_files
+    from prep.label_prediction import LabelPredictor, emotion_centroids
 
     if "emotion" not in model.classifiers:
         raise InferenceError("this model was trained with metadata in its prompt but has no emotion classifier "

@@ -36,8 +36,8 @@ def real_shards(cfg: DictConfig) -> Path | None:
         return None
     if any(root.glob("*.tar")):
         return root
-    from datamodules.importers import import_corpus
     from datamodules.shard_writer import write_shards
+    from prep.importers import import_corpus
 
     out = Path(f"{cfg.data.dir.rstrip('/')}-real") / cfg.eval.real_eval_corpus
     keep = trained_emotions(cfg)

@@ -1,4 +1,4 @@
-"""Render the sbatch script of a training run from `slurm/sbatch.tmpl` and submit it.
+"""Render the sbatch script of a training run from `paralign/sbatch.tmpl` and submit it.
 
 The script launches `paralign train` under `srun`, one task per GPU, asks SLURM for SIGUSR1 some time before the
 time limit and allows requeueing: callbacks/preemption.py then checkpoints at the end of the step and requeues the
@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from paralign.config import load_recipe
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "slurm" / "sbatch.tmpl"
+TEMPLATE = Path(__file__).with_name("sbatch.tmpl")  # package data: found in an installed wheel too
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # Values that land in #SBATCH lines cannot be quoted there, so they must be free of whitespace.
 _UNQUOTABLE = re.compile(r"\s")

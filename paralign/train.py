@@ -1,4 +1,5 @@
-"""``paralign train``: recipe -> data -> SpeechLLM -> Lightning Trainer, writing the run folder of DESIGN.md."""
+"""``paralign train``: recipe -> data -> SpeechLLM -> Lightning Trainer, writing the run folder (README, "Run
+folder")."""
 from __future__ import annotations
 
 import logging
@@ -9,26 +10,14 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from callbacks.data_health import SkippedSamples
-from callbacks.generations import ValidationGenerations
-from callbacks.linear_probe import LinearProbe
-from callbacks.preemption import Preempted, PreemptionCheckpoint
-from callbacks.run_snapshot import RunSnapshot
-from callbacks.sample_keys import SampleKeyLog
-from callbacks.throughput import Throughput
-from datamodules.augment import build_augment
+from callbacks.preemption import Preempted
 from datamodules.datamodule import ShardDataModule
-from datamodules.features import build_features
-from lightning_modules.examples import ExampleBuilder, collate
-from lightning_modules.sharding import ShardedStrategy
 from lightning_modules.speech_llm import SpeechLLM
-from paralign.checkpoint_io import AtomicCheckpointIO
 from paralign.data import prepare_data, shard_sources
 from paralign.run_lock import run_lock
+from paralign.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -41,57 +30,9 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 
 
 def build_datamodule(cfg: DictConfig, model: SpeechLLM) -> ShardDataModule:
-    d = cfg.data
     sources = shard_sources(cfg)
-    prompter = model.llm.prompter
-    return ShardDataModule(
-        train=sources["train"], val=sources["val"], test=sources["test"], sample_rate=d.sample_rate,
-        features=build_features(cfg), max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
-        bucket_window=d.bucket_window, shuffle_buffer=d.shuffle_buffer, num_workers=d.num_workers, seed=d.seed,
-        example_builder=ExampleBuilder(model.tasks, prompter, d.examples_per_clip),
-        eval_example_builder=ExampleBuilder(model.tasks, prompter, all_tasks=True),
-        collate=collate, augment=build_augment(cfg),
-        # Sharded, every rank must run each validation forward pass (all-gathers pair up across ranks).
-        even_eval_batches=cfg.trainer.strategy == "fsdp",
-    )
-
-
-def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
-    t = cfg.trainer
-    checkpoints = run_dir / "checkpoints"
-    callbacks = [
-        RunSnapshot(run_dir, cfg),
-        # Two concerns, two callbacks: last.ckpt every N steps whatever validation does (resume, preemption),
-        # and the best-k by validation loss, written when validation has run.
-        ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=0, save_last=True,
-                        every_n_train_steps=t.checkpoint_every_n_steps),
-        ModelCheckpoint(dirpath=checkpoints, filename="step{step:06d}-val{val/loss:.3f}",
-                        auto_insert_metric_name=False, monitor="val/loss", mode="min", save_top_k=t.save_top_k),
-        LearningRateMonitor(logging_interval="step"),
-        Throughput(window=max(1, t.log_every_n_steps)),
-        SkippedSamples(every_n_steps=max(1, t.log_every_n_steps)),
-        ValidationGenerations(batches=cfg.generation.val_batches, samples=cfg.generation.log_samples),
-        LinearProbe(),
-        TQDMProgressBar(refresh_rate=1),
-        PreemptionCheckpoint(),  # SIGUSR1 / SIGTERM / max_time: checkpoint at the step's end (and requeue on SLURM)
-    ]
-    if cfg.run.log_sample_keys:
-        callbacks.append(SampleKeyLog(run_dir / "sample_keys"))
-    return pl.Trainer(
-        default_root_dir=run_dir, max_steps=t.max_steps, max_time=t.max_time, accelerator=t.accelerator,
-        devices=t.devices, num_nodes=t.num_nodes, strategy=build_strategy(t), precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
-        val_check_interval=t.val_check_interval, check_val_every_n_epoch=None,
-        limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
-        logger=TensorBoardLogger(run_dir, name="tensorboard", version=""), callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        deterministic=t.deterministic, num_sanity_val_steps=0, use_distributed_sampler=False,
-    )
-
-
-def build_strategy(t: DictConfig) -> str | ShardedStrategy:
-    """``trainer.strategy``: Lightning's own ``auto`` / ``ddp``, or ``fsdp`` = FSDP2 through ModelParallelStrategy."""
-    return ShardedStrategy() if t.strategy == "fsdp" else t.strategy
+    return ShardDataModule.from_recipe(cfg, model.tasks, model.llm.prompter, train=sources["train"],
+                                       val=sources["val"], test=sources["test"])
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -166,13 +107,13 @@ def train(cfg: DictConfig) -> Path:
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = resolve_run_dir(cfg)
     with run_lock(run_dir):
+        trainer = build_trainer(cfg, run_dir)  # first: a callback or Trainer argument it refuses costs no data work
         prepare_data(cfg)
         model = SpeechLLM(cfg)
         resume = resume_checkpoint(cfg, run_dir)
         if resume is None and cfg.init_from:
             init_weights(model, cfg.init_from)
         datamodule = build_datamodule(cfg, model)
-        trainer = build_trainer(cfg, run_dir)
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         except Preempted as stop:

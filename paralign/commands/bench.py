@@ -1,4 +1,5 @@
-"""`paralign bench`: the side-by-side performance benchmark (table of medians and ratios, written as JSON)."""
+"""`paralign bench`: the side-by-side performance benchmark (table of medians and ratios, written as JSON), and
+its loader and teacher parts alone (`paralign bench --part loader|teacher`)."""
 from __future__ import annotations
 
 import argparse
@@ -36,16 +37,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/bench.json"),
                         help="JSON report (default: %(default)s)")
+    parser.add_argument("--part", choices=("all", "loader", "teacher"), default="all",
+                        help="all: the whole table (default); loader: the shard loader alone (--shards, the "
+                             "recipe's data.num_workers, --bucket-window); teacher: the recipe's LLM generating "
+                             "teacher replies batched vs one at a time (--prompts, teacher.batch_size); both print "
+                             "JSON")
+    parser.add_argument("--max-samples", type=int, default=0,
+                        help="--part loader: stop each pass after this many samples (0: all)")
+    parser.add_argument("--single", type=int, default=0,
+                        help="--part teacher: time one-at-a-time generation on this many prompts (0: all)")
     parser.set_defaults(func=run)
 
 
+def run_loader(args: argparse.Namespace, cfg) -> int:
+    from paralign.benchmarks.loader import loader_benchmark
+    from paralign.benchmarks.side_by_side import recipe_train_shards
+
+    shards = args.shards or recipe_train_shards(cfg)
+    if shards is None:
+        raise SystemExit("error: --part loader needs --shards, or the recipe's data.dir built (make data)")
+    report = loader_benchmark(shards, cfg.data.num_workers, bucket_window=args.bucket_window or 64,
+                              max_batch_seconds=cfg.data.max_batch_seconds, max_batch_size=cfg.data.max_batch_size,
+                              max_samples=args.max_samples)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def run_teacher(args: argparse.Namespace, cfg) -> int:
+    import torch
+
+    from lightning_modules.speech_llm import load_frozen_llm
+    from paralign.benchmarks.teacher import bench_prompts, teacher_throughput
+
+    llm = load_frozen_llm(cfg).to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    report = teacher_throughput(llm, bench_prompts(llm, args.prompts or cfg.teacher.batch_size),
+                                cfg.teacher.batch_size, cfg.teacher.max_new_tokens, args.single)
+    print(json.dumps({"llm": cfg.llm.name, **report}, indent=1))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    from paralign.bench import format_table, run_benchmark
+    from paralign.benchmarks.side_by_side import format_table, run_benchmark
 
     cfg = recipe_from_args(args)
     if args.shards is not None and not Path(args.shards).exists() and not args.shards.startswith("pipe:"):
         raise SystemExit(f"--shards {args.shards}: no such file or folder")
     try:
+        if args.part != "all":
+            return (run_loader if args.part == "loader" else run_teacher)(args, cfg)
         report = run_benchmark(cfg, batch_size=args.batch_size, seconds=args.seconds, repeats=args.repeats,
                                shards=args.shards, prompts=args.prompts, bucket_window=args.bucket_window,
                                device=args.device, whisper=args.whisper)

@@ -5,8 +5,8 @@ import argparse
 import re
 from pathlib import Path
 
-from datamodules.importers import IMPORTERS, import_corpus
-from datamodules.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit, write_split_shards
+from prep.importers import IMPORTERS, import_corpus
+from prep.importers.speaker_split import CORPORA_WITH_SPLIT, SpeakerSplit, write_split_shards
 
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")  # split names become shard file prefixes: <split>-000000.tar
 

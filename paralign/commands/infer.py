@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightning_modules.metadata import MetadataSpec
+    from datamodules.metadata import MetadataSpec
     from paralign.infer import InferenceError, infer, load_for_inference, predicted_metadata, user_template
 
     if not Path(args.ckpt).is_file():

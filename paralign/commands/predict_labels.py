@@ -25,9 +25,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: checkpoint not found: {args.ckpt}")
     if args.segment_seconds < 0:
         raise SystemExit("error: --segment-seconds must be >= 0")
-    from datamodules.label_prediction import LabelPredictor, emotion_centroids, predict_shard_labels
     from datamodules.shard_writer import shard_files
     from paralign.infer import load_for_inference
+    from prep.label_prediction import LabelPredictor, emotion_centroids, predict_shard_labels
 
     shards = shard_files(args.shards)
     if not shards:

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from datamodules.qa_bench import import_benchmark
+    from prep.qa_bench import import_benchmark
 
     if not args.jsonl.is_file():
         raise SystemExit(f"error: benchmark file not found: {args.jsonl}")
@@ -41,7 +41,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from datamodules.qa_bench import export_benchmark
+    from prep.qa_bench import export_benchmark
 
     try:
         counts = export_benchmark(args.shards, args.out, args.split)

@@ -14,7 +14,7 @@ OPTIONS = {
                               "model's id"),
     "--base-url": ("base_url", str, "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1"),
     "--api-key-env": ("api_key_env", str, "environment variable holding the endpoint's key"),
-    "--prompt-version": ("prompt_version", str, "prompt template datamodules/prompts/qa_generate_<version>.txt "
+    "--prompt-version": ("prompt_version", str, "prompt template prep/prompts/qa_generate_<version>.txt "
                                                 "(v1: a JSON list of pairs; v2: one pair as Question:/Answer: lines)"),
     "--reply-prefix": ("reply_prefix", str, "the start of a local model's reply, e.g. 'Question:' with v2"),
     "--pairs": ("pairs", int, "pairs asked for (and kept at most) per clip"),
@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "qa-generate", help="generate question-answer pairs per clip into new shards",
         description=("An LLM gets each clip's transcript with its emotion category and valence / arousal / "
-                     "dominance and returns QA pairs (content and content+emotion questions) as JSON or as Question:/Answer: lines; they are "
+                     "dominance and returns QA pairs (content and content+emotion questions) as JSON or as "
+                     "Question:/Answer: lines; they are "
                      "parsed, validated, deduplicated and filtered, counted by reason, and stored as "
                      "<key>.qa.json in the shards written to --out. Resumable: raw replies are cached in "
                      "--out/qa_cache.jsonl. Settings: the flags, else the recipe's qa_generation section "
@@ -67,7 +68,7 @@ def settings_from_args(args: argparse.Namespace) -> DictConfig:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    from datamodules.qa_generate import generate_qa  # torch and transformers load only when needed
+    from prep.qa_generate import generate_qa  # torch and transformers load only when needed
 
     try:
         generate_qa(settings, args.shards, args.out)

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "slurm",
         help="submit a (multi-node) training run to SLURM, with checkpoint + requeue on SIGUSR1",
         description=(
-            "Render slurm/sbatch.tmpl for a recipe and submit it with sbatch. The job runs `paralign train` under "
+            "Render paralign/sbatch.tmpl for a recipe and submit it with sbatch. The job runs `paralign train` under "
             "srun (one task per GPU), gets SIGUSR1 --signal-seconds before --time runs out, checkpoints, requeues "
             "itself and resumes from the same run folder (run.dir=..., default <run.root>/<name>/<timestamp>, on "
             "storage that every node sees). Logs: <run dir>/slurm/<job id>.out and .err."

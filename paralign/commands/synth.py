@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datamodules import synth
+    from prep import synth
 
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")

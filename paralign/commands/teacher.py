@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     shard_dir = Path(cfg.data.dir)
     if not shard_files(shard_dir):
         raise SystemExit(f"no shards in data.dir={shard_dir}: build them first (paralign data --recipe {args.recipe})")
-    from datamodules.teacher import generate_teacher_replies  # torch and transformers load only when needed
+    from prep.teacher import generate_teacher_replies  # torch and transformers load only when needed
 
     try:
         generate_teacher_replies(cfg, shard_dir, args.out)

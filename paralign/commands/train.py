@@ -31,11 +31,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:  # a model whose architecture cannot be found
             raise SystemExit(f"error: {err}") from None
         return 0
-    from paralign.train import train
-
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from callbacks.preemption import Preempted
+    from paralign.train import train
 
     try:
         run_dir = train(cfg)

@@ -1,10 +1,11 @@
 """An LLM judge that scores each reply 0-100 for fitting both what the speaker said and how they felt.
 
 Backends: any OpenAI-compatible chat-completions endpoint (:class:`OpenAIJudge`) or a local transformers causal
-LM (:class:`LocalJudge`, by default the probability-weighted score of G-Eval). Malformed judge output is retried with a stricter reminder, then recorded as unparsed
-(score None) and left out of the mean, never scored 0. Results are cached in a JSONL file keyed by a hash of
-(judge id, prompt, reply) so a re-run only asks about new items. The API key is read from the environment at
-request time and is never logged, cached or stored on the object.
+LM (:class:`LocalJudge`, by default the probability-weighted score of G-Eval). Malformed judge output is retried
+with a stricter reminder, then recorded as unparsed (score None) and left out of the mean, never scored 0.
+Results are cached in a JSONL file keyed by a hash of (judge id, prompt, reply) so a re-run only asks about new
+items. The API key is read from the environment at request time and is never logged, cached or stored on the
+object.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, Iterable
 
 from tqdm import tqdm
 
-from paralign.evaluation.chat_api import chat_completion, check_api_key
+from prep.chat_api import chat_completion, check_api_key
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from paralign.evaluation.metrics import plot_confusion
 from paralign.evaluation.scoring import compute_metrics
+from scoring.metrics import plot_confusion
 
 __all__ = ["compute_metrics", "write_report", "METRIC_HELP", "LOWER_IS_BETTER", "format_estimate", "digits_for"]
 

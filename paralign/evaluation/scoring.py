@@ -12,16 +12,15 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any, Sequence
 
-from datamodules.vocab import EMOTIONS, STYLES
-from paralign.evaluation import metrics as M
+from datamodules.tasks import TASK_NAMES
+from datamodules.vocab import LABEL_SETS
 from paralign.evaluation.judge import RUBRIC, Judge, summarize
 from paralign.evaluation.judge_validation import validate_judge
-from paralign.evaluation.label_matching import match_labels
+from scoring import metrics as M
+from scoring.answers import score_answers
 
 log = logging.getLogger(__name__)
 
-TASKS = ("response", "emotion", "style", "asr", "qa")
-LABEL_TASKS = {"emotion": EMOTIONS, "style": STYLES}
 TEXT_TASKS = ("response", "qa")
 
 
@@ -43,16 +42,10 @@ def _ci(items: Sequence, metric_fn=None, *, n_boot: int, seed: int) -> dict[str,
 
 
 def _label_task(task: str, items: list[dict], embedder, n_boot: int, seed: int) -> dict[str, Any]:
-    labels = LABEL_TASKS[task]
-    pred = match_labels([g["reply"] for g in items], labels, embedder=embedder)
-    if task == "emotion":
-        ref = [g["emotion"] for g in items]
-        correct = [p == r for p, r in zip(pred, ref)]
-    else:
-        # A clip may carry several styles: naming any of them is right; otherwise the first listed is the target.
-        correct = [p in g["style"] for p, g in zip(pred, items)]
-        ref = [p if ok else g["style"][0] for p, ok, g in zip(pred, correct, items)]
-    pairs = list(zip(pred, ref))
+    labels = LABEL_SETS[task]
+    scored = score_answers(task, [g["reply"] for g in items], items, embedder=embedder)
+    pred, correct = scored.predicted, scored.correct
+    pairs = list(zip(pred, scored.reference))
     return {
         "n": len(items),
         "metrics": {
@@ -60,7 +53,7 @@ def _label_task(task: str, items: list[dict], embedder, n_boot: int, seed: int) 
             "macro_f1": _ci(pairs, M.pairwise(M.macro_f1), n_boot=n_boot, seed=seed),
             "unmatched_rate": _ci([float(p is None) for p in pred], n_boot=n_boot, seed=seed),
         },
-        "confusion": M.confusion_matrix(pred, ref, labels),
+        "confusion": M.confusion_matrix(pred, scored.reference, labels),
         "per_emotion": {"accuracy": M.group_means([float(c) for c in correct], [g.get("emotion") for g in items])},
         "_correct": correct,
     }
@@ -108,14 +101,14 @@ def compute_metrics(
     """
     _check_records(generations)
     if embedder is None:
-        from paralign.evaluation.embedder import default_embedder
+        from scoring.embedder import default_embedder
 
         embedder = default_embedder()
     by_task: dict[str, list[dict]] = defaultdict(list)
     skipped: Counter[str] = Counter()
     for g in generations:
         task = g["task"]
-        if task not in TASKS:
+        if task not in TASK_NAMES:
             skipped[f"{task}: unknown task"] += 1
         elif task == "emotion" and g.get("emotion") is None:
             skipped["emotion: no emotion label"] += 1
@@ -131,11 +124,11 @@ def compute_metrics(
         log.warning("evaluation: skipped %d items (%s)", count, reason)
 
     tasks: dict[str, Any] = {}
-    for task in TASKS:
+    for task in TASK_NAMES:
         items = by_task.get(task)
         if not items:
             continue
-        if task in LABEL_TASKS:
+        if task in LABEL_SETS:
             tasks[task] = _label_task(task, items, embedder, n_boot, seed)
         elif task in TEXT_TASKS:
             tasks[task] = _text_task(items, embedder, judge, n_boot, seed)

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 from datamodules.augment import Augmenter, build_augment, noise_segment
 from datamodules.datamodule import ShardDataModule
-from datamodules.tiny_corpus import build_tiny_corpus
 from paralign.config import RecipeError, load_recipe
+from prep.tiny_corpus import build_tiny_corpus
 
 SR = 16000
 

@@ -13,8 +13,14 @@ import pytest
 import soundfile as sf
 import torch
 from omegaconf import OmegaConf
-from transformers import (Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, WhisperConfig,
-                          WhisperFeatureExtractor, WhisperModel)
+from transformers import (
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperModel,
+)
 
 from datamodules.datamodule import ShardDataModule
 from datamodules.features import HFFeatures, LogMel, build_features
@@ -157,7 +163,8 @@ def test_a_tiny_hf_encoder_trains_and_answers_end_to_end(models, tiny_data, tmp_
     run = tmp_path / "run"
     assert main(["train", "--recipe", "recipes/tiny.yaml", "encoder.type=hf", f"encoder.hf_name={models[name]}",
                  "data.features=hf", f"data.dir={tiny_data}", f"run.dir={run}", "trainer.max_steps=2",
-                 "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.checkpoint_every_n_steps=2",
+                 "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+                 "callbacks.last_checkpoint.every_n_train_steps=2",
                  "generation.max_new_tokens=2"]) == 0
     ckpt = run / "checkpoints" / "last.ckpt"
     assert ckpt.exists() and OmegaConf.load(run / "config.yaml").data.features == "hf"

@@ -40,7 +40,7 @@ def test_workers_do_not_outlive_a_killed_trainer(tmp_path):
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from datamodules.datamodule import ShardDataModule
-        from datamodules.tiny_corpus import build_tiny_corpus
+        from prep.tiny_corpus import build_tiny_corpus
         build_tiny_corpus({str(tmp_path / 'data')!r})
         dm = ShardDataModule(train={str(tmp_path / 'data')!r}, num_workers=2, max_batch_size=1, shuffle_buffer=0)
         for batch in dm.train_dataloader():

@@ -7,7 +7,7 @@ import zlib
 import pytest
 import torch
 
-from paralign.evaluation.embedder import Embedder
+from scoring.embedder import Embedder
 
 
 class BagOfWordsEmbedder(Embedder):

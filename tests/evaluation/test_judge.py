@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from paralign.evaluation.judge import (
-    RETRY_REMINDER, LocalJudge, OpenAIJudge, judge_prompt, parse_score, summarize,
+    RETRY_REMINDER,
+    LocalJudge,
+    OpenAIJudge,
+    judge_prompt,
+    parse_score,
+    summarize,
 )
 
 KEY = "sk-test-123"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lightning_modules.examples import ExampleBuilder, collate
+from datamodules.examples import ExampleBuilder, collate
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.config import Recipe
 

@@ -44,7 +44,8 @@ def test_splice_places_speech_at_placeholder_and_masks_labels(model):
     assert torch.equal(out["inputs_embeds"][1, 2:4], speech[1, :2])
     assert torch.equal(out["inputs_embeds"][0, :3], emb(torch.tensor([1, 2, 3])))
     assert torch.equal(out["inputs_embeds"][1, 4:7], emb(torch.tensor([7, 8, 9])))
-    assert out["labels"].tolist() == [[IGNORE_INDEX] * 8 + [10, 11], [IGNORE_INDEX] * 7 + [12, IGNORE_INDEX, IGNORE_INDEX]]
+    assert out["labels"].tolist() == [[IGNORE_INDEX] * 8 + [10, 11],
+                                      [IGNORE_INDEX] * 7 + [12, IGNORE_INDEX, IGNORE_INDEX]]
     left = llm.splice(prefix, speech, lens, suffix, None, left_pad=True)
     # left padding: row 1 (2 + 2 + 3 = 7 tokens) sits at the right end of width 8
     assert left["attention_mask"][1].tolist() == [0] + [1] * 7

@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from lightning_modules.metadata import MetadataSpec, MissingMetadata, metadata_text, with_metadata
+from datamodules.metadata import MetadataSpec, MissingMetadata, metadata_text, with_metadata
+from datamodules.tasks import build_tasks
 from lightning_modules.speech_llm import SpeechLLM
-from lightning_modules.tasks import build_tasks
 from paralign.config import RecipeError, load_recipe
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
@@ -76,6 +76,6 @@ def test_missing_predictions_fail_loudly_in_the_example_builder():
         batch_for(model, [make_clip(1, 100)])
     clip = make_clip(2, 100)
     clip["meta"]["extra"] = {"predicted": {"emotion": "happy"}}
-    from lightning_modules.examples import ExampleBuilder
+    from datamodules.examples import ExampleBuilder
     (example,) = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)(clip, random.Random(0))
     assert "[emotion: happy]" in example["template"]

@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.examples import ExampleBuilder
+from datamodules.examples import ExampleBuilder
+from datamodules.tasks import build_tasks, emotion_sentence, sample_tasks
 from lightning_modules.frozen_llm import IGNORE_INDEX
 from lightning_modules.losses import kl_full, kl_topk
+from lightning_modules.objectives import build_objectives
 from lightning_modules.speech_llm import SpeechLLM, check_teacher_alignment
-from lightning_modules.tasks import build_tasks, emotion_sentence, sample_tasks
 from paralign.config import RecipeError, load_recipe
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
@@ -69,7 +70,7 @@ def test_shares_drive_sampling():
 
 
 def test_schedule_start_and_ramp():
-    task = build_tasks(tiny_cfg({"emotion": {"weight": 2.0, "start_step": 10, "ramp_steps": 4}}).tasks)["emotion"]
+    task = build_objectives(tiny_cfg({"emotion": {"weight": 2.0, "start_step": 10, "ramp_steps": 4}}).tasks)["emotion"]
     assert [task.weight_at(s) for s in (0, 9, 10, 11, 12, 13, 100)] == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
 
 
@@ -182,8 +183,8 @@ def test_startup_check_catches_a_template_that_splits_tokens():
     """With SmolLM2's BPE, words glued to the speech slot merge into other tokens: the check must refuse."""
     from transformers import AutoTokenizer
 
+    from datamodules.prompts import ChatPrompter
     from lightning_modules.llm_loading import cached_smollm2
-    from lightning_modules.prompts import ChatPrompter
 
     prompter = ChatPrompter(AutoTokenizer.from_pretrained(cached_smollm2()), "You are a helpful assistant.")
     cfg = load_recipe("recipes/demo.yaml")

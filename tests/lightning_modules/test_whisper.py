@@ -26,7 +26,7 @@ from lightning_modules.speech_llm import SpeechLLM
 from lightning_modules.whisper_encoder import WHISPER_FRAME_RATE, WhisperSpeechEncoder, build_whisper_encoder
 from lightning_modules.whisper_loading import read_ct2, whisper_path
 from paralign.config import RecipeError, load_recipe
-from paralign.evaluation.metrics import corpus_wer, word_errors
+from scoring.metrics import corpus_wer, word_errors
 from tests.lightning_modules.conftest import batch_for, make_clip
 
 REPO = Path(__file__).resolve().parents[2]

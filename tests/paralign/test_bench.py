@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from datamodules.shard_writer import write_shards
-from datamodules.tiny_corpus import tiny_records
-from paralign.bench import format_table
+from paralign.benchmarks.side_by_side import format_table
 from paralign.cli import main
+from prep.tiny_corpus import tiny_records
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = {
@@ -58,7 +58,7 @@ def test_bench_rejects_missing_shards(tmp_path: Path) -> None:
 
 
 def test_interleaved_timings_take_turns_in_a_rotating_order() -> None:
-    from paralign.bench import interleaved_timings
+    from paralign.benchmarks.timing import interleaved_timings
 
     calls: list[str] = []
     times = interleaved_timings({n: (lambda n=n: calls.append(n)) for n in "abc"}, repeats=3)
@@ -67,7 +67,7 @@ def test_interleaved_timings_take_turns_in_a_rotating_order() -> None:
 
 
 def test_loader_rates_leave_the_first_batch_out(tmp_path: Path) -> None:
-    from paralign.loader_bench import loader_benchmark
+    from paralign.benchmarks.loader import loader_benchmark
 
     write_shards(tiny_records(tmp_path / "audio", 12), tmp_path / "shards", max_count=4, progress=False)
     report = loader_benchmark(str(tmp_path / "shards"), num_workers=0, bucket_window=4, max_batch_size=2)
@@ -78,3 +78,18 @@ def test_loader_rates_leave_the_first_batch_out(tmp_path: Path) -> None:
         assert r["samples_per_s"] > 0 and 0 <= r["padding_ratio"] < 1
     with pytest.raises(ValueError, match="fewer than 2 batches"):
         loader_benchmark(str(tmp_path / "shards"), num_workers=0, max_batch_size=32)
+
+
+def test_bench_parts_run_alone_from_the_cli(tmp_path: Path, capsys) -> None:
+    write_shards(tiny_records(tmp_path / "audio", 12), tmp_path / "shards", max_count=4, progress=False)
+    tiny = str(ROOT / "recipes/tiny.yaml")
+    assert main(["bench", "--recipe", tiny, "--part", "loader", "--shards", str(tmp_path / "shards"),
+                 "--bucket-window", "4", "data.max_batch_size=2"]) == 0
+    loader = json.loads(capsys.readouterr().out)
+    assert loader["bucketed"]["samples"] == loader["plain"]["samples"] == 8 - 2
+    assert main(["bench", "--recipe", tiny, "--part", "teacher", "--prompts", "3", "--device", "cpu",
+                 "teacher.batch_size=2", "teacher.max_new_tokens=2"]) == 0
+    teacher = json.loads(capsys.readouterr().out)
+    assert teacher["llm"] == "tiny" and teacher["compared"] == 3 and teacher["batched"]["replies_per_s"] > 0
+    with pytest.raises(SystemExit, match="--part loader needs --shards"):
+        main(["bench", "--recipe", tiny, "--part", "loader", f"data.dir={tmp_path / 'none'}"])

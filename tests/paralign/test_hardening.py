@@ -69,11 +69,11 @@ def test_a_run_with_no_readable_sample_stops_instead_of_spinning(tmp_path):
 def test_init_from_starts_from_a_trained_checkpoint_with_a_fresh_optimizer(tmp_path):
     data = tmp_path / "data"
     base = ["--recipe", "recipes/tiny.yaml", f"data.dir={data}", "trainer.max_steps=2", "trainer.val_check_interval=2",
-            "trainer.checkpoint_every_n_steps=2"]
+            "callbacks.last_checkpoint.every_n_train_steps=2"]
     assert main(["train", *base, f"run.dir={tmp_path / 'a'}"]) == 0
     first = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)
-    from paralign.train import init_weights
     from lightning_modules.speech_llm import SpeechLLM
+    from paralign.train import init_weights
 
     model = SpeechLLM(load_recipe("recipes/tiny.yaml", [f"data.dir={data}"]))
     init_weights(model, tmp_path / "a" / "checkpoints" / "last.ckpt")

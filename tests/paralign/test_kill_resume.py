@@ -29,8 +29,8 @@ def paralign() -> list[str]:
 
 def train_command(run_dir: Path, data_dir: Path) -> list[str]:
     return [*paralign(), "train", "--recipe", "recipes/tiny.yaml", f"run.dir={run_dir}", f"data.dir={data_dir}",
-            f"trainer.max_steps={MAX_STEPS}", f"trainer.checkpoint_every_n_steps={EVERY}",
-            "trainer.limit_val_batches=0", "run.log_sample_keys=true"]
+            f"trainer.max_steps={MAX_STEPS}", f"callbacks.last_checkpoint.every_n_train_steps={EVERY}",
+            "trainer.limit_val_batches=0", "callbacks.sample_keys={}"]
 
 
 def run_to_end(command: list[str], log: Path) -> None:
@@ -109,7 +109,7 @@ def test_sigterm_checkpoints_and_exits_non_zero_without_validating(tmp_path):
     run_dir, log = tmp_path / "run", tmp_path / "train.log"
     command = [*paralign(), "train", "--recipe", "recipes/tiny.yaml", f"run.dir={run_dir}",
                f"data.dir={tmp_path / 'data'}", "trainer.max_steps=400", "trainer.val_check_interval=1",
-               "run.log_sample_keys=true"]
+               "callbacks.sample_keys={}"]
     with open(log, "a") as out:
         process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300

@@ -7,11 +7,11 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from datamodules.qa_generate import generate_qa
-from datamodules.tiny_corpus import build_tiny_corpus
 from paralign.cli import main
 from paralign.config import load_recipe
-from tests.datamodules.test_qa_generate import FakeGenerator
+from prep.qa_generate import generate_qa
+from prep.tiny_corpus import build_tiny_corpus
+from tests.prep.test_qa_generate import FakeGenerator
 
 # The demo's SmolLM2 and conformer swapped for tiny ones, the synthetic corpus for the tiny one.
 TINY = ["llm.name=tiny", "encoder.type=conformer", "encoder.d_model=32", "encoder.layers=1", "encoder.heads=2",
@@ -21,7 +21,7 @@ TINY = ["llm.name=tiny", "encoder.type=conformer", "encoder.d_model=32", "encode
         "classifier.pretrain_steps=0",
         "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.max_time=null",
         "trainer.log_every_n_steps=1",
-        "generation.max_new_tokens=4", "generation.val_batches=1", "eval.max_clips=4"]
+        "generation.max_new_tokens=4", "callbacks.validation_generations.batches=1", "eval.max_clips=4"]
 
 
 def scalar_tags(run_dir):

@@ -26,7 +26,7 @@ def test_real_actors_split_by_speaker_and_fine_tuned_from_a_checkpoint(tmp_path)
     common = ["--recipe", "recipes/ravdess.yaml", *TINY, "data.source=import", f"data.dir={data}",
               f"data.corpus.root={corpus}", "data.corpus.val_speakers=[Actor_02]",
               "data.corpus.test_speakers=[Actor_03]",
-              "trainer.checkpoint_every_n_steps=2", "teacher.max_new_tokens=4"]
+              "callbacks.last_checkpoint.every_n_train_steps=2", "teacher.max_new_tokens=4"]
     assert main(["train", *common, f"run.dir={tmp_path / 'first'}"]) == 0
     splits: dict[str, set] = {}
     for _, meta in iter_shard_metadata(shard_files(data)):

@@ -19,7 +19,8 @@ TINY = ["llm.name=tiny", "encoder.type=conformer", "llm.tiny.hidden_size=64", "l
         "data.max_batch_seconds=8.0", "data.max_batch_size=4", "data.num_workers=0", "data.shuffle_buffer=8",
         "data.bucket_window=8", "trainer.max_steps=2", "classifier.pretrain_steps=0", "trainer.val_check_interval=2",
         "trainer.limit_val_batches=1",
-        "trainer.max_time=null", "generation.max_new_tokens=4", "generation.val_batches=1", "eval.max_clips=4",
+        "trainer.max_time=null", "generation.max_new_tokens=4", "callbacks.validation_generations.batches=1",
+        "eval.max_clips=4",
         "eval.after_train=false", "eval.showcase_split=null"]
 
 
@@ -90,8 +91,8 @@ def test_cascade_words_go_where_the_speech_goes():
     model = SpeechLLM(tiny_cfg({"emotion": {}}, generation={"max_new_tokens": 6}))
     batch = batch_for(model, [make_clip(0, 100, "sad"), make_clip(1, 140, "happy")])
     replies = cascade_replies(model, batch, with_labels=True)
-    from datamodules.teacher import generate_batch
-    from lightning_modules.tasks import describe_speech
+    from datamodules.tasks import describe_speech
+    from prep.teacher import generate_batch
 
     prompter = model.llm.prompter
     ids = [prompter.text_prompt_ids(t, describe_speech(m, True)) for t, m in zip(batch["template"], batch["meta"])]

@@ -21,24 +21,25 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datamodules.stream import expand_sources, read_light_clips
-from datamodules.tiny_corpus import build_tiny_corpus
 from lightning_modules import sharding
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.config import load_recipe
 from paralign.dry_run import dry_run, meta_modules
 from paralign.train import build_datamodule
+from prep.tiny_corpus import build_tiny_corpus
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = ["trainer.accelerator=cpu", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
-          "trainer.checkpoint_every_n_steps=2", "data.max_batch_size=2", "optim.scheduler=constant"]
+          "callbacks.last_checkpoint.every_n_train_steps=2", "data.max_batch_size=2", "optim.scheduler=constant"]
 RUNS = {  # name: segments of overrides (a second segment resumes the first's run folder)
-    "ddp": [["trainer.devices=2", "trainer.strategy=ddp", "trainer.max_steps=4", "generation.val_batches=0",
-             "run.log_sample_keys=true"]],
+    "ddp": [["trainer.devices=2", "trainer.strategy=ddp", "trainer.max_steps=4",
+             "callbacks.validation_generations.batches=0",
+             "callbacks.sample_keys={}"]],
     # FSDP: stopped after 2 steps and resumed from its checkpoint to 4; validation + generation run under FSDP.
     "fsdp": [["trainer.devices=2", "trainer.strategy=fsdp", f"trainer.max_steps={steps}"] for steps in (2, 4)],
     "single": [["trainer.devices=1", "data.num_workers=2", "trainer.accumulate_grad_batches=2",
-                "trainer.max_steps=4", "generation.val_batches=0", "run.log_sample_keys=true"]],
+                "trainer.max_steps=4", "callbacks.validation_generations.batches=0", "callbacks.sample_keys={}"]],
 }
 
 
@@ -118,7 +119,7 @@ def test_ddp_fsdp_and_one_process_train_the_same_model(runs):
 
 
 def _keys_by_rank(run_dir: Path) -> dict[int, dict[int, list[str]]]:
-    """run.log_sample_keys records: rank -> optimizer step -> the keys of the batches trained on at that step."""
+    """callbacks.sample_keys records: rank -> optimizer step -> the keys of the batches trained on at that step."""
     out: dict[int, dict[int, list[str]]] = {}
     for path in (run_dir / "sample_keys").glob("rank*.jsonl"):
         steps = out.setdefault(int(path.stem.removeprefix("rank")), {})
@@ -190,7 +191,7 @@ def test_activation_checkpointing_keeps_less_and_changes_nothing():
     torch.manual_seed(0)
     plain = SpeechLLM(tiny_cfg()).train()
     checkpointed = copy.deepcopy(plain)
-    checkpointed.cfg.trainer.activation_checkpointing = True
+    checkpointed.cfg.llm.activation_checkpointing = True
     checkpointed.configure_model()  # no device mesh outside ModelParallelStrategy: checkpointing only
     batch = batch_for(plain, [make_clip(i, 120 + 10 * i) for i in range(3)])
     (kept_plain, grads_plain), (kept_ckpt, grads_ckpt) = (_saved_bytes_and_grads(m, batch)
@@ -244,5 +245,5 @@ def test_dry_run_of_an_unknown_model_says_what_to_do():
 def test_full_scale_recipe_validates():
     cfg = load_recipe(ROOT / "recipes/llama3_8b_whisper.yaml")
     t = cfg.trainer
-    assert (t.strategy, t.precision, t.activation_checkpointing, t.devices) == ("fsdp", "bf16-mixed", True, 8)
+    assert (t.strategy, t.precision, cfg.llm.activation_checkpointing, t.devices) == ("fsdp", "bf16-mixed", True, 8)
     assert cfg.encoder.type == "whisper" and cfg.llm.dtype == "bfloat16"

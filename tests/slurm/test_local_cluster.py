@@ -32,8 +32,8 @@ CLUSTER = REPO / "slurm" / "local_cluster.sh"
 RECIPE = "recipes/tiny.yaml"
 MAX_STEPS = 9
 SIGNAL_AT = 4  # SIGUSR1 once step 4 has started (last.ckpt holds step 3 by then)
-COMMON = ["trainer.strategy=ddp", "trainer.checkpoint_every_n_steps=3", "trainer.limit_val_batches=0",
-          "run.log_sample_keys=true"]
+COMMON = ["trainer.strategy=ddp", "callbacks.last_checkpoint.every_n_train_steps=3", "trainer.limit_val_batches=0",
+          "callbacks.sample_keys={}"]
 MAX_TIME_SECONDS = 20
 JOB_TIMEOUT = 900  # the three jobs run one after the other on the node's 2 cores
 

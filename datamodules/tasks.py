@@ -1,0 +1,130 @@
+"""Alignment tasks, their data side: what to ask the frozen LLM about a clip, and what it should answer.
+
+A task has instruction templates (one is sampled per example; ``{speech}`` marks where the speech goes in the user
+turn), a target source (a teacher reply cached in the shard, a label rendered through a template, the transcript,
+or a generated QA pair) and a sampling share. Its loss side (weight, schedule, loss kind, KL settings) is the
+model's: ``lightning_modules/objectives.py``.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from datamodules.metadata import SLOT as METADATA_SLOT
+from datamodules.metadata import MetadataSpec
+from datamodules.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE
+
+TASK_NAMES = ("response", "emotion", "style", "asr", "qa")
+
+DEFAULT_INSTRUCTIONS: dict[str, list[str]] = {
+    # The response task has no instruction: the LLM answers what was said, as it would a typed message.
+    "response": ["{speech}"],
+    "emotion": [
+        "{speech}\nHow is the speaker feeling? Answer in one sentence.",
+        "{speech}\nWhat emotion does the speaker's voice express?",
+        "{speech}\nDescribe the speaker's emotional state in one sentence.",
+    ],
+    "style": [
+        "{speech}\nDescribe how the speaker is speaking: speed, loudness, pitch and voice quality.",
+        "{speech}\nHow does the speaker sound? Describe their speaking style.",
+    ],
+    "asr": ["{speech}\nRepeat exactly what was said.", "{speech}\nTranscribe the speech."],
+    "qa": ["{speech}\n{question}"],
+}
+DEFAULT_TARGET = {"response": "teacher", "emotion": "label", "style": "label", "asr": "transcript", "qa": "qa"}
+
+
+def emotion_sentence(emotion: str) -> str:
+    return f"The speaker sounds {EMOTION_ADJECTIVE[emotion]}."
+
+
+def style_sentence(styles: list[str]) -> str:
+    phrases = [STYLE_PHRASE[s] for s in styles] or [STYLE_PHRASE["default"]]
+    joined = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return f"The speaker is {joined}."
+
+
+def describe_speech(meta: dict, conditioned: bool) -> str:
+    """What stands in for the speech in a teacher's text prompt: the transcript, and if ``conditioned`` the
+    emotion and style in words (the paper's emotion-conditioned teacher)."""
+    text = f'"{meta["transcript"]}"'
+    if not conditioned:
+        return text
+    notes = []
+    if meta.get("emotion"):
+        notes.append(emotion_sentence(meta["emotion"]))
+    styles = [s for s in meta.get("style") or [] if s != "default"]
+    if styles:
+        notes.append(style_sentence(styles))
+    return f"{text} ({' '.join(notes)})" if notes else text
+
+
+@dataclass
+class Task:
+    name: str
+    instructions: list[str]
+    target: str
+    share: float = 1.0
+    teacher_variant: str = "conditioned"
+    # where a KL term's teacher distribution comes from, which decides what an example carries: "cached" top-k
+    # log-probs from the shards, or the "online" teacher prompt's token ids; None: the loss has no KL term
+    kl_source: str | None = None
+    max_target_tokens: int = 64
+    metadata: MetadataSpec | None = None  # method 2 (explicit): metadata shown next to the speech
+    label_kind: str | None = field(default=None)  # which label the task asks about (for answer accuracy)
+
+    def target_text(self, meta: dict, teacher: dict | None, qa: dict | None = None) -> str | None:
+        """The reply this task trains towards for a clip, or None when the clip cannot serve this task."""
+        if self.target == "teacher":
+            entry = ((teacher or {}).get(self.name) or {}).get(self.teacher_variant)
+            return entry["reply"] if entry and entry.get("reply") else None
+        if self.target == "transcript":
+            return meta.get("transcript") or None
+        if self.target == "qa":
+            return qa["answer"] if qa else None
+        if self.name == "emotion":
+            return emotion_sentence(meta["emotion"]) if meta.get("emotion") else None
+        if self.name == "style":
+            return style_sentence([s for s in meta.get("style") or [] if s != "default"])
+        raise ValueError(f"task {self.name!r} has no label target")
+
+    def teacher_topk(self, teacher: dict | None) -> dict | None:
+        entry = ((teacher or {}).get(self.name) or {}).get(self.teacher_variant) or {}
+        return entry.get("topk")
+
+
+def build_tasks(cfg_tasks) -> dict[str, Task]:
+    """Enabled tasks from a recipe's ``tasks`` section, in a stable order."""
+    tasks = {}
+    for name, tc in cfg_tasks.items():
+        if not tc.enabled:
+            continue
+        target = tc.target or DEFAULT_TARGET[name]
+        if target == "label" and name not in ("emotion", "style"):
+            raise ValueError(f"tasks.{name}.target=label: only emotion and style have label targets")
+        instructions = list(tc.instructions) or DEFAULT_INSTRUCTIONS[name]
+        md = tc.metadata
+        if not md.enabled and any(METADATA_SLOT in t for t in instructions):
+            raise ValueError(f"tasks.{name}.instructions use {METADATA_SLOT} but tasks.{name}.metadata.enabled "
+                             "is false")
+        tasks[name] = Task(
+            name=name, instructions=instructions, target=target, share=tc.share,
+            teacher_variant=tc.teacher_variant, kl_source=tc.kl_source if "kl" in tc.loss else None,
+            max_target_tokens=tc.max_target_tokens,
+            metadata=MetadataSpec(md.source, tuple(md.fields), md.segments) if md.enabled else None,
+            label_kind=name if name in ("emotion", "style") else None,
+        )
+    if not tasks:
+        raise ValueError("the recipe enables no task")
+    return tasks
+
+
+def sample_tasks(tasks: dict[str, Task], usable: list[str], n: int, rng: random.Random) -> list[str]:
+    """Pick up to ``n`` distinct usable tasks, each with probability proportional to its share."""
+    names = [t for t in usable if tasks[t].share > 0]
+    chosen: list[str] = []
+    while names and len(chosen) < n:
+        pick = rng.choices(names, weights=[tasks[t].share for t in names])[0]
+        chosen.append(pick)
+        names.remove(pick)
+    return chosen
