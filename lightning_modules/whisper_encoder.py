@@ -19,23 +19,28 @@ class WhisperSpeechEncoder(nn.Module):
     ``layer``: None mixes every hidden state (the conv stem's output, then each layer's; the last is layer-normed)
     by learned softmax weights, SUPERB style, each state layer-normed without parameters first so no layer wins by
     its scale alone; an integer picks that hidden state (0 = the stem's output, ``len(layers)`` = the last).
+    ``mix="concat"`` (with ``layer`` None) instead puts the layer-normed states side by side: ``output_dim`` is then
+    ``(len(layers) + 1) * d_model`` and the adapter learns its own combination, per feature rather than per layer.
     ``trainable_layers``: 0 freezes Whisper (run under no_grad, no activations kept), k trains its top k layers
     (the conv stem stays frozen). ``lora``: a ``peft.LoraConfig`` put on the encoder's layers (then Whisper's own
     weights stay frozen and only the LoRA matrices and the mix train).
     """
 
     def __init__(self, whisper_encoder: nn.Module, layer: int | None = None, trainable_layers: int = 0,
-                 lora=None) -> None:
+                 lora=None, mix: str = "weighted") -> None:
         super().__init__()
         self.whisper = whisper_encoder
         n_layers = len(whisper_encoder.layers)
         if layer is not None and not 0 <= layer <= n_layers:
             raise ValueError(f"encoder.layer={layer}: this Whisper has hidden states 0..{n_layers}")
+        if mix not in ("weighted", "concat"):
+            raise ValueError(f"encoder.layer_mix={mix!r}: weighted or concat")
         self.layer = layer
-        self.output_dim = whisper_encoder.config.d_model
+        self.concat = layer is None and mix == "concat"
+        self.output_dim = whisper_encoder.config.d_model * ((n_layers + 1) if self.concat else 1)
         self.frame_rate = WHISPER_FRAME_RATE
         self.n_mels = whisper_encoder.config.num_mel_bins
-        self.layer_weights = nn.Parameter(torch.zeros(n_layers + 1)) if layer is None else None
+        self.layer_weights = nn.Parameter(torch.zeros(n_layers + 1)) if layer is None and not self.concat else None
         self.whisper.requires_grad_(False)
         if lora is not None:
             from peft import inject_adapter_in_model
@@ -88,6 +93,8 @@ class WhisperSpeechEncoder(nn.Module):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         states, out_lens = self.hidden_states(features, lengths)
+        if self.concat:
+            return torch.cat([nn.functional.layer_norm(s, s.shape[-1:]) for s in states], dim=-1), out_lens
         if self.layer_weights is None:
             return states[self.layer], out_lens
         weights = torch.softmax(self.layer_weights, dim=0)
@@ -118,4 +125,5 @@ def build_whisper_encoder(cfg, model: nn.Module | None = None) -> WhisperSpeechE
 
         lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.lora_targets))
-    return WhisperSpeechEncoder(encoder, layer=cfg.layer, trainable_layers=cfg.trainable_layers or 0, lora=lora)
+    return WhisperSpeechEncoder(encoder, layer=cfg.layer, trainable_layers=cfg.trainable_layers or 0, lora=lora,
+                                mix=cfg.layer_mix)

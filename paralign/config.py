@@ -49,6 +49,9 @@ class EncoderConfig:
     cache_dir: Optional[str] = None  # where a wheel Whisper is converted once (default: $PARALIGN_CACHE)
     # whisper: None = a learned softmax mix of every hidden state (SUPERB); k = hidden state k (0: the conv stem)
     layer: Optional[int] = None
+    # whisper, layer None: weighted (the softmax mix, d_model wide) | concat (every hidden state side by side,
+    # (layers + 1) x d_model wide: no information merged away before the adapter, at a wider adapter input)
+    layer_mix: str = "weighted"
     lora_rank: int = 0  # whisper: >0 puts LoRA (peft) on the encoder's layers
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
@@ -407,7 +410,7 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
     if problems:
         raise RecipeError(f"{origin}: {problems[0]}")
     choices = {
-        "encoder.type": ("conformer", "whisper", "hf"), "adapter.type": ("stack", "conv"),
+        "encoder.type": ("conformer", "whisper", "hf"), "encoder.layer_mix": ("weighted", "concat"), "adapter.type": ("stack", "conv"),
         "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
         "data.source": ("synth", "tiny", "shards", "import"), "data.features": ("auto", "logmel", "hf"),
         "run.resume": ("auto", "never"),

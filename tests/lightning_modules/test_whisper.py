@@ -127,6 +127,20 @@ def test_layer_mix_weights_and_output():
     assert torch.allclose(out, expected, atol=1e-5)
 
 
+def test_concat_mix_puts_every_state_side_by_side():
+    enc = WhisperSpeechEncoder(tiny_whisper().get_encoder(), mix="concat").eval()
+    assert enc.output_dim == 3 * 32 and enc.layer_weights is None and enc.mix_weights() == []
+    feats, lens = _feats(300), torch.tensor([300])
+    with torch.no_grad():
+        out, out_lens = enc(feats, lens)
+        states, _ = enc.hidden_states(feats, lens)
+    assert out.shape == (1, 150, 96) and out_lens.tolist() == [150]
+    for i, state in enumerate(states):
+        assert torch.allclose(out[..., 32 * i:32 * (i + 1)], torch.nn.functional.layer_norm(state, (32,)), atol=1e-6)
+    with pytest.raises(ValueError, match="weighted or concat"):
+        WhisperSpeechEncoder(tiny_whisper().get_encoder(), mix="sum")
+
+
 @pytest.mark.parametrize("k", [0, 1, 2])
 def test_one_layer_is_that_hidden_state(k):
     enc = WhisperSpeechEncoder(tiny_whisper().get_encoder(), layer=k).eval()
