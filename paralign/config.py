@@ -410,7 +410,8 @@ def _check(cfg: DictConfig, origin: str) -> DictConfig:
     if problems:
         raise RecipeError(f"{origin}: {problems[0]}")
     choices = {
-        "encoder.type": ("conformer", "whisper", "hf"), "encoder.layer_mix": ("weighted", "concat"), "adapter.type": ("stack", "conv"),
+        "encoder.type": ("conformer", "whisper", "hf"),
+        "encoder.layer_mix": ("weighted", "concat"), "adapter.type": ("stack", "conv"),
         "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
         "data.source": ("synth", "tiny", "shards", "import"), "data.features": ("auto", "logmel", "hf"),
         "run.resume": ("auto", "never"),
