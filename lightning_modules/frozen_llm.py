@@ -18,14 +18,16 @@ IGNORE_INDEX = -100
 class FrozenLLM(nn.Module):
     """Wraps a transformers causal LM so that only its inputs can learn."""
 
-    def __init__(self, model: PreTrainedModel, prompter: ChatPrompter, model_id: str = "") -> None:
+    def __init__(self, model: PreTrainedModel, prompter: ChatPrompter | None, model_id: str = "") -> None:
+        """``prompter`` None: weights only, no prompts (the dry run's model on the meta device, whose tokenizer
+        may not be on this machine)."""
         super().__init__()
         model.requires_grad_(False)
         self.model = model.eval()
         self.prompter = prompter
         self.model_id = model_id or getattr(model.config, "_name_or_path", "")
-        self.pad_id = prompter.pad_id
-        self.eos_id = prompter.eos_id
+        self.pad_id = prompter.pad_id if prompter is not None else None
+        self.eos_id = prompter.eos_id if prompter is not None else None
 
     def train(self, mode: bool = True) -> "FrozenLLM":
         # Dropout or other train-time behaviour in the LLM would change the function the encoder aligns to.

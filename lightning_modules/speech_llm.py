@@ -54,17 +54,20 @@ def classifier_heads(cfg_classifier: DictConfig, hidden_size: int) -> nn.ModuleD
 
 
 class SpeechLLM(pl.LightningModule):
-    def __init__(self, cfg: DictConfig, llm: FrozenLLM | None = None) -> None:
+    def __init__(self, cfg: DictConfig, llm: FrozenLLM | None = None, encoder_model: nn.Module | None = None) -> None:
+        """``llm`` / ``encoder_model``: already built (tests; the dry run builds both from their configs on the meta
+        device, ``llm`` without a prompter), else loaded as the recipe names them."""
         super().__init__()
         self.cfg = cfg
         self.save_hyperparameters({"recipe": OmegaConf.to_container(cfg, resolve=True)})
         self.llm = llm if llm is not None else load_frozen_llm(cfg)
-        self.encoder = build_encoder(cfg.encoder)
+        self.encoder = build_encoder(cfg.encoder, model=encoder_model)
         self.adapter = build_adapter(cfg.adapter, self.encoder.output_dim, self.llm.hidden_size,
                                      self.encoder.frame_rate)
         self.tasks = build_tasks(cfg.tasks)  # the data side: prompts and targets (the DataModule's examples)
         self.objectives = build_objectives(cfg.tasks)  # the loss side: weights, schedules, loss kinds
-        check_teacher_alignment(self.tasks, self.llm.prompter)
+        if self.llm.prompter is not None:
+            check_teacher_alignment(self.tasks, self.llm.prompter)
         self.classifiers = classifier_heads(cfg.classifier, self.llm.hidden_size)
         self.ctc = None
         if OmegaConf.select(cfg, "ctc.enabled", default=False):  # run folders from before the key existed: off

@@ -16,10 +16,10 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PretrainedConfig
 
-from lightning_modules.adapters import build_adapter
-from lightning_modules.encoders import ConformerEncoder, build_encoder
+from lightning_modules.encoders import ConformerEncoder
+from lightning_modules.frozen_llm import FrozenLLM
 from lightning_modules.llm_loading import SMOLLM2_ALIAS, default_cache_dir
-from lightning_modules.speech_llm import classifier_heads
+from lightning_modules.speech_llm import SpeechLLM
 from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -80,11 +80,8 @@ def meta_modules(cfg: DictConfig) -> dict[str, nn.Module]:
             name = whisper_path(cfg.encoder.name, cfg.encoder.cache_dir) if cfg.encoder.name in WHEEL_MODELS \
                 else cfg.encoder.name
             hf_model = AutoModel.from_config(model_config(name))
-        encoder = build_encoder(cfg.encoder, model=hf_model)
-        hidden = llm.get_input_embeddings().embedding_dim
-        adapter = build_adapter(cfg.adapter, encoder.output_dim, hidden, encoder.frame_rate)
-        heads = classifier_heads(cfg.classifier, hidden)
-    return {"llm": llm, "encoder": encoder, "adapter": adapter, "heads": heads}
+        model = SpeechLLM(cfg, llm=FrozenLLM(llm, prompter=None), encoder_model=hf_model)  # the real constructor
+    return {"llm": llm, "encoder": model.encoder, "adapter": model.adapter, "heads": model.classifiers}
 
 
 def count(module: nn.Module, trainable: bool | None = None) -> int:

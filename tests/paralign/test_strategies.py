@@ -212,7 +212,8 @@ def test_fsdp_refuses_an_online_teacher_pass():
 def test_dry_run_counts_equal_the_real_model():
     cfg = load_recipe(ROOT / "recipes/tiny.yaml", ["classifier.enabled=true"])
     real = SpeechLLM(cfg)
-    meta = meta_modules(cfg)
+    meta = meta_modules(cfg)  # SpeechLLM's own constructor, on the meta device: no memory, no weights read
+    assert all(p.is_meta for part in meta.values() for p in part.parameters())
     for name, module in (("llm", real.llm), ("encoder", real.encoder), ("adapter", real.adapter),
                          ("heads", real.classifiers)):
         assert sum(p.numel() for p in meta[name].parameters()) == sum(p.numel() for p in module.parameters()), name
