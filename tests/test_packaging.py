@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_layering import LAYERS
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("paralign", "prep", "callbacks", "scoring", "lightning_modules", "datamodules")
 DATA_FILES = ("paralign/sbatch.tmpl", "paralign/model_configs/meta-llama--Meta-Llama-3-8B-Instruct.json",
               "prep/sentences.txt", "prep/prompts/qa_generate_v1.txt", "prep/prompts/qa_generate_v2.txt")
 
@@ -29,7 +30,7 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_wheel_holds_packages_and_their_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in PACKAGES:
+    for package in LAYERS:  # every top-level package
         assert f"{package}/__init__.py" in names
     for data in DATA_FILES:
         assert data in names, f"{data} is read by the code but missing from the wheel"

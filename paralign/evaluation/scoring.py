@@ -17,7 +17,7 @@ from datamodules.vocab import LABEL_SETS
 from paralign.evaluation.judge import RUBRIC, Judge, summarize
 from paralign.evaluation.judge_validation import validate_judge
 from scoring import metrics as M
-from scoring.answers import score_answers
+from scoring.answers import label_truth, score_answers
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,8 @@ def compute_metrics(
         task = g["task"]
         if task not in TASK_NAMES:
             skipped[f"{task}: unknown task"] += 1
-        elif task == "emotion" and g.get("emotion") is None:
-            skipped["emotion: no emotion label"] += 1
-        elif task == "style" and not g.get("style"):
-            skipped["style: no style label"] += 1
+        elif task in LABEL_SETS and label_truth(task, g) is None:  # the scoring rule's own test of a label
+            skipped[f"{task}: no {task} label"] += 1
         elif task in TEXT_TASKS and not (g.get("reference") or "").strip():
             skipped[f"{task}: no reference reply"] += 1
         elif task == "asr" and not (g.get("reference") or g.get("transcript") or "").strip():
