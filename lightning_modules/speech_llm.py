@@ -224,11 +224,13 @@ class SpeechLLM(pl.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        params = self.trainable_parameters()
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=tuple(o.betas))
+        mix = getattr(self.encoder, "layer_weights", None)
+        params = [p for p in self.trainable_parameters() if p is not mix]
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        if mix is not None and mix.requires_grad:  # its own rate (optim.layer_mix_lr_scale), no decay to uniform
+            groups.append({"params": [mix], "weight_decay": 0.0, "lr": o.lr * o.layer_mix_lr_scale})
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
         # With a classifier warm start the schedule runs twice: over the warm-start steps, then afresh over the
         # alignment steps (whose loss is a different function, so they start from the peak rate again).
         pretrain = min(self.cfg.classifier.pretrain_steps, self.cfg.trainer.max_steps)
