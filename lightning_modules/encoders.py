@@ -75,7 +75,7 @@ class HFAudioEncoder(nn.Module):
         if model is None:
             from transformers import AutoModel
 
-            model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
+            model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code, dtype=torch.float32)
         self.model = model
         self.output_dim = model.config.hidden_size
         self.frame_rate = 16000 / _conv_stride(model.config)
@@ -125,7 +125,9 @@ def build_encoder(cfg, model: nn.Module | None = None) -> nn.Module:
         if model is None:
             from transformers import AutoModel
 
-            model = AutoModel.from_pretrained(cfg.hf_name, trust_remote_code=cfg.trust_remote_code)
+            # float32 whatever the checkpoint's dtype (transformers 5 loads "auto": a float16 Whisper would train
+            # its weights in float16); mixed precision is the Trainer's business
+            model = AutoModel.from_pretrained(cfg.hf_name, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32)
         if model.config.model_type == "whisper":  # on the clip's real length, never padded to 30 s
             from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 

@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Pretrained
 
 from lightning_modules.encoders import ConformerEncoder
 from lightning_modules.frozen_llm import FrozenLLM
-from lightning_modules.llm_loading import SMOLLM2_ALIAS, default_cache_dir
+from lightning_modules.llm_loading import DTYPES, SMOLLM2_ALIAS, default_cache_dir
 from lightning_modules.speech_llm import SpeechLLM
 from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 
@@ -60,28 +60,40 @@ def model_config(name: str, trust_remote_code: bool = False) -> PretrainedConfig
                          "config.json there as <org>--<model>.json)") from err
 
 
-def meta_modules(cfg: DictConfig) -> dict[str, nn.Module]:
-    """The LLM, encoder, adapter and heads the recipe describes, built on the meta device (no memory, no weights)."""
-    with torch.device("meta"):
+def build_modules(cfg: DictConfig, device: str | torch.device = "meta") -> dict[str, nn.Module]:
+    """The recipe's ``SpeechLLM`` (``model``) and its LLM, encoder, adapter and heads, built by its own constructor
+    from the models' architecture configs: on the meta device no memory and no weights; on a real device random
+    weights at the real size (``paralign bench --part scale``). The LLM has no tokenizer (``prompter`` None)."""
+    with torch.device(device):
         if cfg.llm.name == "tiny":
             from lightning_modules.tiny_llm import tiny_llama, tiny_tokenizer
 
-            llm = tiny_llama(len(tiny_tokenizer()), **cfg.llm.tiny)
+            llm = tiny_llama(len(tiny_tokenizer()), **cfg.llm.tiny).to(DTYPES[cfg.llm.dtype])
         else:
             llm = AutoModelForCausalLM.from_config(model_config(cfg.llm.name, cfg.llm.trust_remote_code),
-                                                   trust_remote_code=cfg.llm.trust_remote_code)
+                                                   trust_remote_code=cfg.llm.trust_remote_code,
+                                                   dtype=DTYPES[cfg.llm.dtype])
         hf_model = None
         if cfg.encoder.type == "hf" and cfg.encoder.hf_name:
             hf_model = AutoModel.from_config(model_config(cfg.encoder.hf_name, cfg.encoder.trust_remote_code),
-                                             trust_remote_code=cfg.encoder.trust_remote_code)
+                                             trust_remote_code=cfg.encoder.trust_remote_code, dtype=torch.float32)
         elif cfg.encoder.type == "whisper":
             from lightning_modules.whisper_loading import WHEEL_MODELS, whisper_path
 
             name = whisper_path(cfg.encoder.name, cfg.encoder.cache_dir) if cfg.encoder.name in WHEEL_MODELS \
                 else cfg.encoder.name
-            hf_model = AutoModel.from_config(model_config(name))
+            # float32 as training loads it (a shipped config may say float16: a trainable encoder keeps fp32 weights)
+            hf_model = AutoModel.from_config(model_config(name), dtype=torch.float32)
         model = SpeechLLM(cfg, llm=FrozenLLM(llm, prompter=None), encoder_model=hf_model)  # the real constructor
-    return {"llm": llm, "encoder": model.encoder, "adapter": model.adapter, "heads": model.classifiers}
+    return {"model": model, "llm": llm, "encoder": model.encoder, "adapter": model.adapter,
+            "heads": model.classifiers}
+
+
+def meta_modules(cfg: DictConfig) -> dict[str, nn.Module]:
+    """The LLM, encoder, adapter and heads the recipe describes, on the meta device (no memory, no weights)."""
+    modules = build_modules(cfg, "meta")
+    del modules["model"]
+    return modules
 
 
 def count(module: nn.Module, trainable: bool | None = None) -> int:

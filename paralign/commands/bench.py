@@ -1,5 +1,5 @@
 """`paralign bench`: the side-by-side performance benchmark (table of medians and ratios, written as JSON), and
-its loader and teacher parts alone (`paralign bench --part loader|teacher`)."""
+its parts alone (`paralign bench --part loader|teacher|scale`)."""
 from __future__ import annotations
 
 import argparse
@@ -37,15 +37,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/bench.json"),
                         help="JSON report (default: %(default)s)")
-    parser.add_argument("--part", choices=("all", "loader", "teacher"), default="all",
+    parser.add_argument("--part", choices=("all", "loader", "teacher", "scale"), default="all",
                         help="all: the whole table (default); loader: the shard loader alone (--shards, the "
                              "recipe's data.num_workers, --bucket-window); teacher: the recipe's LLM generating "
                              "teacher replies batched vs one at a time (--prompts, teacher.batch_size); both print "
-                             "JSON")
+                             "JSON; scale: the recipe's model at full size with random weights (no download), "
+                             "--steps training steps on synthetic micro-batches of the recipe's shape on one device: "
+                             "step time, throughput, peak memory vs the dry run's estimate (JSON to --out)")
     parser.add_argument("--max-samples", type=int, default=0,
                         help="--part loader: stop each pass after this many samples (0: all)")
     parser.add_argument("--single", type=int, default=0,
                         help="--part teacher: time one-at-a-time generation on this many prompts (0: all)")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="--part scale: timed training steps, after 3 untimed ones (default: %(default)s)")
     parser.set_defaults(func=run)
 
 
@@ -76,6 +80,20 @@ def run_teacher(args: argparse.Namespace, cfg) -> int:
     return 0
 
 
+def run_scale(args: argparse.Namespace, cfg) -> int:
+    from paralign.benchmarks.scale import format_scale, scale_benchmark
+
+    report = scale_benchmark(cfg, steps=args.steps, device=args.device)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(format_scale(report))
+    print(f"written: {args.out}")
+    return 0
+
+
+PARTS = {"loader": run_loader, "teacher": run_teacher, "scale": run_scale}
+
+
 def run(args: argparse.Namespace) -> int:
     from paralign.benchmarks.side_by_side import format_table, run_benchmark
 
@@ -84,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--shards {args.shards}: no such file or folder")
     try:
         if args.part != "all":
-            return (run_loader if args.part == "loader" else run_teacher)(args, cfg)
+            return PARTS[args.part](args, cfg)
         report = run_benchmark(cfg, batch_size=args.batch_size, seconds=args.seconds, repeats=args.repeats,
                                shards=args.shards, prompts=args.prompts, bucket_window=args.bucket_window,
                                device=args.device, whisper=args.whisper)

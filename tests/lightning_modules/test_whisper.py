@@ -480,3 +480,38 @@ def test_whisper_base_transcribes_ravdess(converted):
     preds = _transcribe(folder, [_load_16k(p) for p in paths], multilingual=True)
     wer = _wer(preds, refs)
     assert wer <= 0.15, (list(zip(preds, refs)), wer)
+
+
+def test_the_layer_mix_has_its_own_learning_rate_and_moves_further(tmp_path):
+    folder = tmp_path / "tiny-whisper"
+    tiny_whisper().save_pretrained(folder)
+    moved = {}
+    for scale in (1.0, 30.0):
+        cfg = load_recipe(TINY_RECIPE, ["encoder.type=whisper", f"encoder.name={folder}", "optim.warmup_steps=0",
+                                        f"optim.layer_mix_lr_scale={scale}"])
+        torch.manual_seed(0)
+        model = SpeechLLM(cfg)
+        optimizer = model.configure_optimizers()["optimizer"]
+        grouped = [p for g in optimizer.param_groups for p in g["params"]]
+        assert len(grouped) == len({id(p) for p in grouped}) == len(model.trainable_parameters())
+        mix_group = next(g for g in optimizer.param_groups if any(p is model.encoder.layer_weights
+                                                                  for p in g["params"]))
+        assert mix_group["lr"] == pytest.approx(cfg.optim.lr * scale) and mix_group["weight_decay"] == 0.0
+        assert len(mix_group["params"]) == 1
+        batch = batch_for(model, [make_clip(0, 120), make_clip(1, 150)])
+        for _ in range(3):
+            optimizer.zero_grad()
+            model.losses(batch)[0].backward()
+            optimizer.step()
+        moved[scale] = float(model.encoder.layer_weights.detach().abs().max())
+    # Adam moves each logit about lr per step: 30x the rate, about 30x as far in as many steps
+    assert moved[30.0] > 10 * moved[1.0] > 0
+
+
+def test_an_hf_whisper_saved_in_float16_trains_in_float32(tmp_path):
+    # transformers 5 loads a checkpoint in its own dtype by default: a trainable encoder must not train in float16
+    folder = tmp_path / "tiny-whisper-fp16"
+    tiny_whisper().half().save_pretrained(folder)
+    cfg = load_recipe(TINY_RECIPE, ["encoder.type=hf", f"encoder.hf_name={folder}"])
+    model = SpeechLLM(cfg)
+    assert {p.dtype for p in model.encoder.parameters()} == {torch.float32}

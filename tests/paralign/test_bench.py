@@ -10,6 +10,7 @@ import pytest
 from datamodules.shard_writer import write_shards
 from paralign.benchmarks.side_by_side import format_table
 from paralign.cli import main
+from paralign.config import load_recipe
 from prep.tiny_corpus import tiny_records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +94,24 @@ def test_bench_parts_run_alone_from_the_cli(tmp_path: Path, capsys) -> None:
     assert teacher["llm"] == "tiny" and teacher["compared"] == 3 and teacher["batched"]["replies_per_s"] > 0
     with pytest.raises(SystemExit, match="--part loader needs --shards"):
         main(["bench", "--recipe", tiny, "--part", "loader", f"data.dir={tmp_path / 'none'}"])
+
+
+def test_bench_scale_trains_the_recipe_model_at_full_size_and_sets_it_beside_the_dry_run(tmp_path: Path,
+                                                                                        capsys) -> None:
+    out = tmp_path / "scale.json"
+    assert main(["bench", "--recipe", str(ROOT / "recipes/tiny.yaml"), "--part", "scale", "--steps", "2",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert "scale: recipe 'tiny'" in printed and "estimate:" in printed
+    assert len(report["step_s_all"]) == 2 and report["step_s"] > 0
+    assert len(report["losses"]) == 5 and all(math.isfinite(x) for x in report["losses"])
+    batch = report["batch"]
+    assert batch["rows"] == 4 and batch["seconds"] == pytest.approx(2.0)  # tiny: 8 s over at most 4 rows
+    cfg = load_recipe(ROOT / "recipes/tiny.yaml")
+    longest = max(t.max_target_tokens for t in cfg.tasks.values() if t.enabled)
+    assert batch["speech_tokens"] > 0 and batch["reply_tokens"] == longest  # the dry run's assumption too
+    assert cfg.tasks[batch["task"]].max_target_tokens == longest
+    assert report["trainable_parameters"] > 0 and report["estimate_total_gib"] > 0
+    assert report["llm_tokens_per_s"] == pytest.approx(
+        batch["rows"] * (batch["speech_tokens"] + batch["prompt_tokens"] + batch["reply_tokens"]) / report["step_s"])
