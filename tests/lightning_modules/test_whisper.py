@@ -515,3 +515,36 @@ def test_an_hf_whisper_saved_in_float16_trains_in_float32(tmp_path):
     cfg = load_recipe(TINY_RECIPE, ["encoder.type=hf", f"encoder.hf_name={folder}"])
     model = SpeechLLM(cfg)
     assert {p.dtype for p in model.encoder.parameters()} == {torch.float32}
+
+
+def test_init_from_a_frozen_whisper_run_into_lora_or_unfrozen_layers(tmp_path):
+    """Fine-tuning the demo (frozen Whisper) with LoRA or top layers unfrozen: the new encoder weights start from
+    the pretrained encoder; a missing adapter or mix weight is still a different model."""
+    from paralign.train import init_weights
+
+    folder = tmp_path / "tiny-whisper"
+    tiny_whisper().save_pretrained(folder)
+    base = ["encoder.type=whisper", f"encoder.name={folder}"]
+    torch.manual_seed(0)
+    frozen = SpeechLLM(load_recipe(TINY_RECIPE, base))
+    checkpoint = {"state_dict": frozen.state_dict()}
+    frozen.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "frozen.ckpt")
+    pretrained = {k: v.clone() for k, v in frozen.encoder.whisper.state_dict().items()}
+    for extra in (["encoder.lora_rank=4"], ["encoder.trainable_layers=1"]):
+        torch.manual_seed(1)
+        model = SpeechLLM(load_recipe(TINY_RECIPE, base + extra))
+        init_weights(model, tmp_path / "frozen.ckpt")
+        for k, v in checkpoint["state_dict"].items():
+            assert torch.equal(model.state_dict()[k], v), k
+        kept = model.check_checkpoint_keys(checkpoint["state_dict"], pretrained_may_miss=True)
+        assert kept and all(k.startswith("encoder.whisper.") for k in kept)
+        if extra == ["encoder.lora_rank=4"]:
+            assert all("lora_" in k for k in kept)
+        else:  # the unfrozen top layer is the pretrained one, not a random one
+            top = {k.removeprefix("encoder.whisper."): v for k, v in model.state_dict().items() if k in kept}
+            assert all(torch.equal(v, pretrained[k]) for k, v in top.items())
+    without_adapter = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("adapter.")}
+    torch.save({"state_dict": without_adapter}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="does not fit this recipe's model.*lacks trainable weights"):
+        init_weights(SpeechLLM(load_recipe(TINY_RECIPE, base + ["encoder.lora_rank=4"])), tmp_path / "other.ckpt")
