@@ -46,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
             logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse ends a positional list at the first option: `--out F key=value` would leave key=value over.
+    # Overrides may stand anywhere after the sub-command; anything else unknown is still refused.
+    stray = [word for word in extra if "=" in word and not word.startswith("-")]
+    if extra and (stray != extra or not isinstance(getattr(args, "overrides", None), list)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if stray:
+        args.overrides = [*args.overrides, *stray]
     try:
         return args.func(args)
     except (ValueError, RuntimeError, OSError) as err:  # what bad input, a bad file or a full disk raise
