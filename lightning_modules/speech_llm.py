@@ -289,7 +289,8 @@ class SpeechLLM(pl.LightningModule):
         its pretrained value; those keys are returned."""
         expected = set(self.state_dict()) - self.frozen_keys()
         missing = sorted(expected - set(state_dict))
-        kept = [k for k in missing if k in self.pretrained_encoder_keys()] if pretrained_may_miss else []
+        pretrained = self.pretrained_encoder_keys() if pretrained_may_miss else set()
+        kept = [k for k in missing if k in pretrained]
         missing = [k for k in missing if k not in kept]
         if missing:
             raise RuntimeError(f"checkpoint lacks trainable weights ({len(missing)}), e.g. {missing[:3]}: "

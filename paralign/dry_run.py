@@ -60,10 +60,10 @@ def model_config(name: str, trust_remote_code: bool = False) -> PretrainedConfig
                          "config.json there as <org>--<model>.json)") from err
 
 
-def build_modules(cfg: DictConfig, device: str | torch.device = "meta") -> dict[str, nn.Module]:
-    """The recipe's ``SpeechLLM`` (``model``) and its LLM, encoder, adapter and heads, built by its own constructor
-    from the models' architecture configs: on the meta device no memory and no weights; on a real device random
-    weights at the real size (``paralign bench --part scale``). The LLM has no tokenizer (``prompter`` None)."""
+def build_model(cfg: DictConfig, device: str | torch.device = "meta") -> SpeechLLM:
+    """The recipe's ``SpeechLLM``, built by its own constructor from the models' architecture configs: on the meta
+    device no memory and no weights; on a real device random weights at the real size (``paralign bench --part
+    scale``). The LLM has no tokenizer (``prompter`` None)."""
     with torch.device(device):
         if cfg.llm.name == "tiny":
             from lightning_modules.tiny_llm import tiny_llama, tiny_tokenizer
@@ -84,16 +84,17 @@ def build_modules(cfg: DictConfig, device: str | torch.device = "meta") -> dict[
                 else cfg.encoder.name
             # float32 as training loads it (a shipped config may say float16: a trainable encoder keeps fp32 weights)
             hf_model = AutoModel.from_config(model_config(name), dtype=torch.float32)
-        model = SpeechLLM(cfg, llm=FrozenLLM(llm, prompter=None), encoder_model=hf_model)  # the real constructor
-    return {"model": model, "llm": llm, "encoder": model.encoder, "adapter": model.adapter,
-            "heads": model.classifiers}
+        return SpeechLLM(cfg, llm=FrozenLLM(llm, prompter=None), encoder_model=hf_model)  # the real constructor
+
+
+def model_parts(model: SpeechLLM) -> dict[str, nn.Module]:
+    """The parts the counts and the memory estimate are given for: LLM, encoder, adapter, heads."""
+    return {"llm": model.llm.model, "encoder": model.encoder, "adapter": model.adapter, "heads": model.classifiers}
 
 
 def meta_modules(cfg: DictConfig) -> dict[str, nn.Module]:
     """The LLM, encoder, adapter and heads the recipe describes, on the meta device (no memory, no weights)."""
-    modules = build_modules(cfg, "meta")
-    del modules["model"]
-    return modules
+    return model_parts(build_model(cfg, "meta"))
 
 
 def count(module: nn.Module, trainable: bool | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from paralign.dry_run import GIB, PROMPT_TOKENS, build_modules, count, memory_lines
+from paralign.dry_run import GIB, PROMPT_TOKENS, build_model, count, memory_lines, model_parts
 
 PRECISIONS = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -55,7 +55,8 @@ def synthetic_batch(cfg: DictConfig, model, device: torch.device) -> tuple[dict[
     with torch.no_grad():
         speech_tokens = int(model.speech_embeddings(batch["features"][:1], batch["feature_lens"][:1])[1][0])
     shape = {"rows": rows, "seconds": seconds, "speech_tokens": speech_tokens, "prompt_tokens": PROMPT_TOKENS,
-             "reply_tokens": reply, "encoder_frames": frames / 2, "task": task}
+             "reply_tokens": reply, "encoder_frames": frames / 2, "task": task,
+             "llm_tokens": rows * (speech_tokens + PROMPT_TOKENS + reply)}
     return batch, shape
 
 
@@ -64,11 +65,10 @@ def model_flops(modules: dict, shape: dict[str, float]) -> float:
     (forward, and a backward to its inputs only: no weight gradients), the trainable encoder and adapter 6 x params
     per frame, a frozen encoder 2 x."""
     rows = shape["rows"]
-    llm_tokens = rows * (shape["speech_tokens"] + shape["prompt_tokens"] + shape["reply_tokens"])
-    frames = rows * shape["encoder_frames"]
     encoder = modules["encoder"]
     trainable, frozen = count(encoder, True), count(encoder, False)
-    return (4 * count(modules["llm"]) * llm_tokens + (6 * trainable + 2 * frozen) * frames
+    return (4 * count(modules["llm"]) * shape["llm_tokens"]
+            + (6 * trainable + 2 * frozen) * rows * shape["encoder_frames"]
             + 6 * count(modules["adapter"]) * rows * shape["speech_tokens"])
 
 
@@ -84,8 +84,8 @@ def scale_benchmark(cfg: DictConfig, steps: int = 10, warmup: int = 3, device: s
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
     start = time.perf_counter()
-    modules = build_modules(single, dev)
-    model = modules["model"]
+    model = build_model(single, dev)
+    parts = model_parts(model)
     model.llm.pad_id = 0  # no tokenizer for random weights: any id pads (padded positions are masked)
     model.configure_model()  # activation checkpointing as the recipe says
     model.train()
@@ -118,18 +118,16 @@ def scale_benchmark(cfg: DictConfig, steps: int = 10, warmup: int = 3, device: s
     median = statistics.median(times)
     if not all(map(math.isfinite, losses)):
         raise RuntimeError(f"--part scale: a training loss was not finite ({losses})")
-    parts = {name: m for name, m in modules.items() if name != "model"}
     lines, assumptions, _ = memory_lines(single, parts)
-    rows = shape["rows"]
-    llm_tokens = rows * (shape["speech_tokens"] + shape["prompt_tokens"] + shape["reply_tokens"])
     report = {
         "recipe": cfg.name, "device": torch.cuda.get_device_name(dev) if cuda else "cpu", "precision": precision,
         "activation_checkpointing": bool(cfg.llm.activation_checkpointing), "batch": shape,
         "parameters": {name: count(m) for name, m in parts.items()},
         "trainable_parameters": sum(p.numel() for p in model.trainable_parameters()),
         "build_s": build_s, "losses": losses, "step_s": median, "step_s_all": times,
-        "audio_seconds_per_s": rows * shape["seconds"] / median, "llm_tokens_per_s": llm_tokens / median,
-        "model_tflops_per_s": model_flops(modules, shape) / median / 1e12,
+        "audio_seconds_per_s": shape["rows"] * shape["seconds"] / median,
+        "llm_tokens_per_s": shape["llm_tokens"] / median,
+        "model_tflops_per_s": model_flops(parts, shape) / median / 1e12,
         "estimate_gib": {line.label: line.bytes / GIB for line in lines},
         "estimate_total_gib": sum(line.bytes for line in lines) / GIB, "estimate_assumptions": assumptions,
     }
