@@ -13,6 +13,10 @@ TIME ?= 24:00:00
 DRY ?=
 CKPT ?=
 RUNS ?= runs
+# TensorBoard shows run configs and sample generations: only this machine may see them unless asked
+# (`make tensorboard TB_HOST=0.0.0.0`; reach it from elsewhere through `ssh -L 6006:localhost:6006 host`).
+TB_HOST ?= 127.0.0.1
+TB_PORT ?= 6006
 
 .PHONY: setup train test test-fast data eval bench slurm tensorboard clean
 
@@ -43,7 +47,7 @@ slurm: setup
 		$(if $(PARTITION),--partition $(PARTITION)) $(if $(DRY),--dry) $(ARGS)
 
 tensorboard: setup
-	$(VENV)/bin/tensorboard --logdir $(RUNS) --bind_all
+	$(VENV)/bin/tensorboard --logdir $(RUNS) --host $(TB_HOST) --port $(TB_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,8 +11,11 @@ import io
 import json
 import os
 import re
+import signal
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,11 +78,11 @@ def write_shards(records: Iterable[dict[str, Any]], out_dir: str | os.PathLike, 
     for leftover in out.glob("*.tar.tmp"):
         leftover.unlink()
     previous_ids = {meta["id"] for _, meta in iter_shard_metadata(existing)}
-    written_ids: set[str] = set()
+    claimed: set[str] = set()  # ids of this run's records so far, written or rejected
     summary = WriteSummary(out)
     writers: dict[str, _SplitWriter] = {}
     # "w": a rerun goes over every record again, so it lists each reject once, not once per run
-    with open(out / "rejects.jsonl", "w", encoding="utf-8") as rejects:
+    with _sigterm_raises(), open(out / "rejects.jsonl", "w", encoding="utf-8") as rejects:
         try:
             for record in tqdm(records, desc="writing shards", unit="clip", disable=not progress):
                 if MALFORMED in record:  # a row the reader could not turn into a record
@@ -89,12 +92,16 @@ def write_shards(records: Iterable[dict[str, Any]], out_dir: str | os.PathLike, 
                     continue
                 meta = {k: v for k, v in record.items() if k not in ("audio_path", "teacher", "qa")}
                 meta["split"] = meta.get("split") or split
-                if meta.get("id") in previous_ids:
+                # The first record of an id stands for it, written or rejected, and a later one is a duplicate: so
+                # a rerun, which skips the first as already written, rejects the same records as the first run.
+                duplicate = meta.get("id") in claimed
+                claimed.add(meta.get("id"))
+                if meta.get("id") in previous_ids and not duplicate:
                     summary.already_written += 1
                     continue
                 try:
-                    if meta.get("id") in written_ids:
-                        raise _Reject("duplicate_id", "an earlier record of this run has the same id")
+                    if duplicate:
+                        raise _Reject("duplicate_id", "an earlier record has the same id")
                     members = _encode(record, meta, target_sr, min_seconds, max_seconds, require_transcript,
                                       audio_format)
                 except _Reject as rej:
@@ -102,21 +109,40 @@ def write_shards(records: Iterable[dict[str, Any]], out_dir: str | os.PathLike, 
                     rejects.write(json.dumps({"id": record.get("id"), "audio_path": record.get("audio_path"),
                                               "reason": rej.reason, "detail": rej.detail}) + "\n")
                     continue
-                written_ids.add(meta["id"])
                 if meta["split"] not in writers:
                     writers[meta["split"]] = _SplitWriter(out, meta["split"], max_count, max_bytes, summary.shards)
                 writers[meta["split"]].write(safe_key(meta["id"]), members)
                 summary.kept[meta["split"]] += 1
+            for writer in writers.values():
+                writer.close()
         except BaseException:
             for writer in writers.values():  # no cut shard left behind, under its final name or as .tmp
                 writer.abort()
             raise
-    for writer in writers.values():
-        writer.close()
     write_manifest(out)
     if progress:
         print(summary)
     return summary
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Inside the block SIGTERM (``kill``, a scheduler) raises ``SystemExit(143)``, as Ctrl-C raises
+    KeyboardInterrupt, so the unfinished shard is removed as for any error: by default SIGTERM ends the process on
+    the spot and leaves its ``.tmp``. The previous handler is back afterwards; an ignored SIGTERM stays ignored
+    (as does one handled outside Python), and only the main thread may set a handler."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_IGN, None) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _encode(record: dict, meta: dict, target_sr: int | None, min_s: float, max_s: float,
@@ -252,27 +278,32 @@ def rewrite_shards(in_dir: str | os.PathLike, out_dir: str | os.PathLike,
     src, dst = Path(in_dir), Path(out_dir)
     dst.mkdir(parents=True, exist_ok=True)
     written = []
-    shards = shard_files(src)
-    for shard in tqdm(shards, desc="rewriting shards", unit="shard", disable=not progress):
-        target = dst / shard.name
-        if skip_existing and target.exists() and src.resolve() != dst.resolve():
-            continue
-        with open(shard, "rb") as f:
-            samples = list(iter_tar_samples(f))
-        writer = ShardTarWriter(target)
-        try:
-            for start in range(0, len(samples), batch_size):
-                chunk = samples[start:start + batch_size]
-                additions = add([(s["__key__"], json.loads(s["json"])) for s in chunk])
-                if len(additions) != len(chunk):
-                    raise ValueError(f"add() returned {len(additions)} results for {len(chunk)} samples")
-                for sample, extra in zip(chunk, additions):
-                    members = {k: v for k, v in sample.items() if k != "__key__"} | extra
-                    writer.write(str(sample["__key__"]), members)
-        except BaseException:
-            writer.abort()
-            raise
-        writer.close()
-        written.append(target)
+    with _sigterm_raises():  # a teacher run stopped by its scheduler leaves no .tmp shard
+        for shard in tqdm(shard_files(src), desc="rewriting shards", unit="shard", disable=not progress):
+            target = dst / shard.name
+            if skip_existing and target.exists() and src.resolve() != dst.resolve():
+                continue
+            _rewrite_shard(shard, target, add, batch_size)
+            written.append(target)
     write_manifest(dst)
     return written
+
+
+def _rewrite_shard(shard: Path, target: Path, add: Callable[[list[tuple[str, dict]]], list[dict[str, bytes]]],
+                   batch_size: int) -> None:
+    with open(shard, "rb") as f:
+        samples = list(iter_tar_samples(f))
+    writer = ShardTarWriter(target)
+    try:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start:start + batch_size]
+            additions = add([(s["__key__"], json.loads(s["json"])) for s in chunk])
+            if len(additions) != len(chunk):
+                raise ValueError(f"add() returned {len(additions)} results for {len(chunk)} samples")
+            for sample, extra in zip(chunk, additions):
+                members = {k: v for k, v in sample.items() if k != "__key__"} | extra
+                writer.write(str(sample["__key__"]), members)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()

@@ -44,8 +44,8 @@ def expand_sources(spec: str | os.PathLike | list, split: str | None = None) -> 
         if not urls:
             raise FileNotFoundError(f"no {split + '-' if split else ''}*.tar shards in folder {spec}")
         return urls
-    urls = [u for pattern in braceexpand(spec) for u in (sorted(glob.glob(pattern)) if glob.has_magic(pattern)
-                                                           else [pattern])]
+    urls = [u for pattern in braceexpand(spec)
+            for u in (sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern])]
     missing = [u for u in urls if not os.path.exists(u)]
     if missing or not urls:
         raise FileNotFoundError(f"shard source {spec!r}: {len(missing)} missing, e.g. {missing[:1] or spec}")
@@ -96,6 +96,9 @@ def read_light_clips(url: str, skips: Counter) -> Iterator[LightClip]:
 
 def _light(raw: dict, skips: Counter) -> LightClip | None:
     key = str(raw["__key__"])
+    if key.startswith("/") or ".." in key.split("/"):  # ../../x, /abs/x: a crafted tar's (a folder prefix, as
+        skips["unsafe_name"] += 1                        # WebDataset writers make, is a plain key)
+        return None
     ext = next((e for e in AUDIO_EXTS if e in raw), None)
     if ext is None:
         skips["missing_audio"] += 1

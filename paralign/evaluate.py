@@ -1,18 +1,20 @@
 """``paralign eval``: replies from speech for every test clip and task, scored into ``<run>/eval/``.
 
-Generations are appended to ``eval/generations.jsonl`` batch by batch, so a cut evaluation continues where it
-stopped. The linear probe uses mean-pooled speech tokens of the same clips (split in halves by clip id).
+Generations are appended to ``eval/generations.jsonl`` batch by batch, so a cut evaluation of the same model
+continues where it stopped; the file is keyed to the model it holds the replies of (``model_fingerprint``), so
+another checkpoint, or the run trained further, is evaluated afresh. The linear probe uses mean-pooled speech tokens of the same clips (split in halves by clip id).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from datamodules.datamodule import ShardDataModule
@@ -20,6 +22,7 @@ from datamodules.features import build_features
 from datamodules.tasks import Task, describe_speech
 from datamodules.vocab import LABEL_SETS
 from lightning_modules.speech_llm import SpeechLLM
+from paralign.checkpoint_io import read_checkpoint
 from paralign.data import shard_sources
 from scoring.probe import Pooled, probe_accuracy
 
@@ -28,10 +31,7 @@ log = logging.getLogger(__name__)
 
 def load_trained(cfg: DictConfig, ckpt: str | Path) -> SpeechLLM:
     """The recipe's model with the trainable weights of ``ckpt`` (the frozen LLM comes from its own source)."""
-    path = Path(ckpt)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(ckpt)
     model = SpeechLLM(cfg)
     model.on_load_checkpoint(state)
     model.load_state_dict(state["state_dict"], strict=False)
@@ -92,6 +92,48 @@ def generation_records(model: SpeechLLM, batch: dict[str, Any], cascade: str = "
     return records
 
 
+def model_fingerprint(cfg: DictConfig, model: SpeechLLM) -> str:
+    """What an evaluation's replies depend on: the trained weights (hashed; a cascade has none, it reads words) and
+    the recipe's parts that shape a prompt, a reference or a reply. Cached replies are reused only under the same
+    fingerprint."""
+    digest = hashlib.sha256()
+    if cfg.eval.cascade == "none":
+        frozen = model.frozen_keys()
+        for name, value in sorted(model.state_dict().items()):
+            if name not in frozen:
+                flat = value.detach().cpu().contiguous().view(-1)
+                digest.update(f"{name}:{flat.dtype}:{tuple(value.shape)}".encode())
+                digest.update(flat.view(torch.uint8).numpy().tobytes())
+    shaping = {key: OmegaConf.to_container(cfg[key], resolve=True)
+               for key in ("llm", "encoder", "adapter", "tasks", "generation")}
+    shaping["data"] = {key: cfg.data[key] for key in ("dir", "sample_rate", "features")}
+    shaping["eval"] = {key: cfg.eval[key] for key in ("split", "reference_variant", "cascade")}
+    digest.update(json.dumps(shaping, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_generations(out: Path, fingerprint: str, source: str) -> list[dict]:
+    """The replies an earlier, cut evaluation of this very model left in ``out/generations.jsonl``; replies of any
+    other model (another checkpoint of the run, the run trained further, another recipe) are discarded, said in
+    one line. ``generations.model.json`` records whose replies the file holds."""
+    gen_path, owner_path = out / "generations.jsonl", out / "generations.model.json"
+    try:
+        owner = json.loads(owner_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        owner = {}
+    records = _read_jsonl(gen_path)
+    if records and owner.get("fingerprint") != fingerprint:
+        log.warning("%s holds the replies of another model (%s): starting afresh for %s", gen_path,
+                    owner.get("source", "unrecorded"), source)
+        records = []
+    elif records:
+        log.info("continuing %s: %d replies of this model are there already", gen_path, len(records))
+    # Rewritten whole: drops what another model wrote, and a line an interrupted write left cut
+    gen_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    owner_path.write_text(json.dumps({"fingerprint": fingerprint, "source": source}) + "\n")
+    return records
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -131,7 +173,9 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     if model is None:
         model = SpeechLLM(cfg).eval() if ckpt is None else load_trained(cfg, ckpt)
     gen_path = out / "generations.jsonl"
-    records = _read_jsonl(gen_path)
+    fingerprint = model_fingerprint(cfg, model)
+    source = str(ckpt) if ckpt else f"cascade: {cascade}"
+    records = cached_generations(out, fingerprint, source)
     done = {(r["id"], r["task"]) for r in records}
     pooled: dict[str, tuple[torch.Tensor, dict]] = {}
     # One pass per task: a batch of one task stops generating when its replies end (an emotion answer is a few
@@ -163,6 +207,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     if pooled:  # a cascade has no speech tokens to probe
         metrics["probe"]["fitted_on"] = "train split" if fit_on is not None else "half of the evaluated clips"
     metrics["checkpoint"] = str(ckpt) if ckpt else f"none (cascade: {cascade})"
+    metrics["model_fingerprint"] = fingerprint
     metrics["recipe"] = cfg.name
     write_report(out, metrics, records, title=title or f"Evaluation of {cfg.name} ({cfg.eval.split} split)")
     log.info("evaluation written to %s", out)

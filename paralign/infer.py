@@ -1,9 +1,11 @@
 """``paralign infer``: a user's own recordings in, the frozen LLM's replies out."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -13,6 +15,7 @@ from datamodules.features import build_features
 from datamodules.metadata import MetadataSpec, metadata_text, with_metadata
 from datamodules.tasks import DEFAULT_INSTRUCTIONS
 from lightning_modules.speech_llm import SpeechLLM
+from paralign.checkpoint_io import CheckpointError, read_checkpoint
 from paralign.evaluate import load_trained
 
 
@@ -28,8 +31,10 @@ def recipe_of_checkpoint(ckpt: str | Path) -> DictConfig:
         from paralign.config import load_recipe
 
         return load_recipe(saved)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return OmegaConf.create(state["hyper_parameters"]["recipe"])
+    recipe = read_checkpoint(path).get("hyper_parameters", {}).get("recipe")
+    if recipe is None:
+        raise CheckpointError(f"{path}: no config.yaml beside its checkpoints/ folder and no recipe inside it")
+    return OmegaConf.create(recipe)
 
 
 def user_template(task: str | None, prompt: str | None) -> str:
@@ -41,9 +46,23 @@ def user_template(task: str | None, prompt: str | None) -> str:
 
 
 MIN_SECONDS, MAX_SECONDS = 0.1, 60.0
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what a folder given as --audio contributes
 
 
-def load_wave(path: str | Path, sample_rate: int):
+def audio_inputs(paths: list[str]) -> list[str]:
+    """The files to answer: each path as given, a folder as its own audio files (not its subfolders'), in name
+    order. An empty folder stays in the list, to be answered with its own error."""
+    files = []
+    for path in paths:
+        found = sorted(str(p) for p in Path(path).iterdir()
+                       if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES) if Path(path).is_dir() else []
+        files += found or [path]
+    return files
+
+
+def load_wave(path: str | Path, sample_rate: int) -> np.ndarray:
+    if Path(path).is_dir():
+        raise InferenceError(f"{path}: a folder with no .wav, .flac or .ogg file")
     if not Path(path).is_file():
         raise InferenceError(f"{path}: no such file")
     try:
@@ -58,12 +77,10 @@ def load_wave(path: str | Path, sample_rate: int):
     return wave
 
 
-def load_clip(path: str | Path, sample_rate: int, features: Callable) -> torch.Tensor:
-    """A user's recording as the model's input, through the same features as its training data."""
-    return features(load_wave(path, sample_rate))
+MetadataFor = Callable[[np.ndarray], str]  # a clip's waveform -> the metadata text shown next to its speech
 
 
-def predicted_metadata(model: SpeechLLM, cfg: DictConfig, audio: list[str], spec: MetadataSpec) -> list[str]:
+def predicted_metadata(model: SpeechLLM, cfg: DictConfig, spec: MetadataSpec) -> MetadataFor:
     """Method 2 (explicit) on a user's recording, which has no labels: the metadata the model's own emotion
     classifier head predicts (dimensional scores where the recipe's train shards give emotion centroids)."""
     from datamodules.shard_writer import shard_files
@@ -74,27 +91,44 @@ def predicted_metadata(model: SpeechLLM, cfg: DictConfig, audio: list[str], spec
                              "head to predict it: give --metadata '[emotion: ...; valence ..., ...]'")
     shards = shard_files(cfg.data.dir, "train") if Path(cfg.data.dir).is_dir() else []
     predictor = LabelPredictor(model, emotion_centroids(shards) if shards else {}, model_id="own head")
-    texts = []
-    for path in audio:
-        wave = torch.from_numpy(load_wave(path, cfg.data.sample_rate))
-        texts.append(metadata_text({"extra": {"predicted": predictor.predict(wave)}},
-                                   MetadataSpec("predicted", spec.fields)))
-    return texts
+    fields = MetadataSpec("predicted", spec.fields)
+    return lambda wave: metadata_text({"extra": {"predicted": predictor.predict(torch.from_numpy(wave))}}, fields)
 
 
-def infer(model: SpeechLLM, cfg: DictConfig, audio: list[str], template: str, metadata: list[str] | None = None,
-          **generation) -> list[str]:
-    """One reply per audio file, generated in one batch; ``metadata``: one text per file shown next to the
-    speech (method 2, explicit)."""
-    templates = [with_metadata(template, m) for m in metadata] if metadata else [template] * len(audio)
+@dataclass
+class Answer:
+    path: str
+    reply: str | None = None
+    error: str | None = None  # why the file got no reply (one line naming it)
+
+
+def answer_batches(model: SpeechLLM, cfg: DictConfig, audio: list[str], template: str,
+                   metadata: MetadataFor | None = None, batch_size: int = 8, **generation) -> Iterator[list[Answer]]:
+    """The answers to ``audio``, in order, one batch of ``batch_size`` files at a time: memory stays bounded and
+    replies come as they are ready. A file that cannot be asked about gets its error; the rest are answered.
+    ``metadata``: the text shown next to each clip's speech (method 2, explicit)."""
     features = build_features(cfg)
-    examples = []
-    for i, (path, user_turn) in enumerate(zip(audio, templates)):
-        parts = model.llm.prompter.prompt_parts(user_turn)
-        examples.append({"key": str(i), "features": load_clip(path, cfg.data.sample_rate, features),
-                         "prefix": parts.prefix, "suffix": parts.suffix})
-    batch = pad_features(examples)
-    return model.generate(batch, **generation)
+    for start in range(0, len(audio), batch_size):
+        yield _answer_batch(model, cfg, audio[start:start + batch_size], template, metadata, features, generation)
+
+
+def _answer_batch(model: SpeechLLM, cfg: DictConfig, paths: list[str], template: str,
+                  metadata: MetadataFor | None, features: Callable, generation: dict) -> list[Answer]:
+    answers, examples = [Answer(path) for path in paths], []
+    for answer in answers:
+        try:
+            wave = load_wave(answer.path, cfg.data.sample_rate)
+        except InferenceError as err:
+            answer.error = str(err)
+            continue
+        parts = model.llm.prompter.prompt_parts(with_metadata(template, metadata(wave)) if metadata else template)
+        examples.append({"key": str(len(examples)), "features": features(wave), "prefix": parts.prefix,
+                         "suffix": parts.suffix})
+    replies = iter(model.generate(pad_features(examples), **generation) if examples else [])
+    for answer in answers:
+        if answer.error is None:
+            answer.reply = next(replies)
+    return answers
 
 
 def load_for_inference(ckpt: str | Path) -> tuple[SpeechLLM, DictConfig]:

@@ -4,10 +4,13 @@ Two ``paralign train`` on one folder would both write ``last.ckpt`` (Lightning t
 duplicate best-k files and two TensorBoard event files, silently. The second one now stops at once. A lock whose
 holder is gone (a process of this host that no longer runs, or the same SLURM job requeued on another node) is taken
 over with a warning; a lock of a live holder, or of another host that cannot be checked, is an error saying how to
-clear it. Only the first rank takes it: the other ranks of the same run share the folder by design.
+clear it. The lock is an exclusive ``flock`` on the file, taken atomically: of two runs starting at once, one gets
+it, and a file still empty (its holder writing it) is a holder too. Only the first rank takes it: the other ranks of
+the same run share the folder by design.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -41,10 +44,46 @@ def _alive(pid: int) -> bool:
 
 
 def _stale(holder: dict) -> bool:
+    """A holder whose flock is free (so not a live paralign of this host): gone if this very SLURM job wrote it before
+    a requeue, or its process of this host no longer runs; another host's may only be invisible to our locks."""
     job = os.environ.get("SLURM_JOB_ID")
-    if job and holder.get("slurm_job") == job:  # this very job, requeued: its earlier run is over
+    if job and holder.get("slurm_job") == job:
         return True
     return holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", -1)))
+
+
+def _holder(path: Path) -> dict:
+    try:
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _in_use(run_dir: Path, path: Path, holder: dict) -> RunFolderInUse:
+    who = (f"PID {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})" if holder
+           else "a run that is starting")
+    return RunFolderInUse(f"run folder {run_dir} is in use by {who}: wait for that run, use another run.dir, or "
+                          f"delete {path} if it is gone")
+
+
+def _take(run_dir: Path, path: Path) -> int:
+    """An open descriptor of ``path`` holding its exclusive flock: the kernel lets one process at a time hold it
+    and drops it when the holder dies, so two runs starting at once cannot both take a stale lock over."""
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _in_use(run_dir, path, _holder(path)) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # else the holder removed the file as we opened it: the lock is the file now at that name
+            return fd
+        os.close(fd)
 
 
 @contextmanager
@@ -53,35 +92,23 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     if not _first_rank():
         yield
         return
+    path = run_dir / LOCK_NAME
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ".write-test").touch()
-        (run_dir / ".write-test").unlink()
+        fd = _take(run_dir, path)
     except OSError as err:  # read-only, no such parent, no permission: say so before any data is built
         raise OSError(err.errno, f"run.dir={run_dir} is not a writable folder ({err.strerror})") from None
-    path = run_dir / LOCK_NAME
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
-          "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            if not holder or _stale(holder):
-                log.warning("taking over the stale lock %s (held by %s)", path, holder or "nobody readable")
-                path.unlink(missing_ok=True)
-                continue
-            raise RunFolderInUse(
-                f"run folder {run_dir} is in use by PID {holder.get('pid')} on {holder.get('host')} (since "
-                f"{holder.get('since')}): wait for that run, use another run.dir, or delete {path} if it is gone"
-            ) from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
     try:
+        holder = _holder(path)
+        if holder and not _stale(holder):
+            raise _in_use(run_dir, path, holder)
+        if holder:
+            log.warning("taking over the stale lock %s (held by %s)", path, holder)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
+              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
         yield
+        path.unlink(missing_ok=True)  # while still holding the flock: a waiting opener sees the inode change
     finally:
-        path.unlink(missing_ok=True)
+        os.close(fd)

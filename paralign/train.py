@@ -3,18 +3,17 @@ folder")."""
 from __future__ import annotations
 
 import logging
-import pickle
 import warnings
 from datetime import datetime
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
 from omegaconf import DictConfig
 
 from callbacks.preemption import Preempted
 from datamodules.datamodule import ShardDataModule
 from lightning_modules.speech_llm import SpeechLLM
+from paralign.checkpoint_io import CheckpointError, UnsafeCheckpoint, read_checkpoint
 from paralign.data import prepare_data, shard_sources
 from paralign.run_lock import run_lock
 from paralign.trainer import build_trainer
@@ -36,58 +35,49 @@ def build_datamodule(cfg: DictConfig, model: SpeechLLM) -> ShardDataModule:
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
-    """The furthest of ``last.ckpt`` and the preemption checkpoint ``hpc_ckpt_<n>.ckpt`` (callbacks/preemption.py).
+    """The furthest readable checkpoint of the run folder: ``last.ckpt``, the preemption checkpoint
+    ``hpc_ckpt_<n>.ckpt`` (callbacks/preemption.py) or a best-k one (they hold the whole training state too).
 
     Ordered by the step they hold, not by mtime: a preemption save on a step that is also a ``last.ckpt`` step is
     followed a moment later by ``last.ckpt`` (Lightning runs ModelCheckpoint last). At equal steps they hold the
-    same state, and the preemption checkpoint, written for this stop, is the one taken. An unreadable file (cut
-    mid-write) is passed over with a warning; when no file is readable the run stops rather than start afresh."""
+    same state, and the preemption checkpoint, written for this stop, is the one taken, then ``last.ckpt``. An
+    unreadable file (cut mid-write) is passed over with a warning; a file holding code, or none readable at all,
+    stops the run rather than start afresh."""
     if cfg.run.resume != "auto":
         return None
     last = run_dir / "checkpoints" / "last.ckpt"
-    found = [p for p in [last, *run_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
+    found = [p for p in [*run_dir.glob("hpc_ckpt_*.ckpt"), *sorted((run_dir / "checkpoints").glob("*.ckpt"))]
+             if p.is_file()]
     steps = {}
     for path in found:
         try:
             steps[path] = saved_step(path)
-        except pickle.UnpicklingError as error:
-            if "Weights only load failed" not in str(error):  # not a pickle refused for its content: a cut file
-                log.warning("cannot read the checkpoint %s (%s): not resuming from it", path, error)
-                continue
-            # weights_only refused it: it holds objects other than tensors and plain data, i.e. code to run
-            raise RuntimeError(f"{path} is not a plain checkpoint (it holds pickled objects, not only tensors and "
-                               "plain data): refusing to load it; remove it, or set run.resume=never") from None
-        except Exception as error:
-            log.warning("cannot read the checkpoint %s (%s): not resuming from it", path, error)
+        except UnsafeCheckpoint as error:
+            raise UnsafeCheckpoint(f"{error}; remove it, or set run.resume=never") from None
+        except CheckpointError as error:
+            log.warning("%s: not resuming from it", error)
     if found and not steps:
         raise RuntimeError(f"no readable checkpoint to resume from in {run_dir}: {', '.join(map(str, found))}; "
                            "move them away or set run.resume=never to start afresh")
     if not steps:
         return None
-    chosen = max(steps, key=lambda p: (steps[p], p != last))
+    chosen = max(steps, key=lambda p: (steps[p], p.name.startswith("hpc_ckpt_"), p == last))
     log.info("resuming from %s (step %d)", chosen, steps[chosen])
     return str(chosen)
 
 
 def saved_step(path: Path) -> int:
-    """``global_step`` of a Lightning checkpoint file, read without loading its tensors (mmap). A checkpoint is
-    data, never code: only tensors and plain containers are unpickled (``weights_only``)."""
-    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True)["global_step"])
+    """``global_step`` of a Lightning checkpoint file, its tensors memory-mapped rather than read."""
+    step = read_checkpoint(path, mmap=True).get("global_step")
+    if not isinstance(step, int):
+        raise CheckpointError(f"checkpoint {path} holds no training state (no global_step): weights only")
+    return step
 
 
 def init_weights(model: SpeechLLM, path: str | Path) -> None:
     """``init_from``: the trainable weights of another run's checkpoint (weights only: optimizer, scheduler and
     data position start afresh). A checkpoint of another model shape is a one-line error naming both."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"init_from={path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except pickle.UnpicklingError:
-        raise RuntimeError(f"init_from={path} is not a plain checkpoint (it holds pickled objects): refusing to "
-                           "load it") from None
-    except KeyError:
-        raise ValueError(f"init_from={path}: not a paralign training checkpoint (no state_dict)") from None
+    state = read_checkpoint(path, what="init_from")["state_dict"]
     try:
         pretrained = model.check_checkpoint_keys(state, pretrained_may_miss=True)
         model.load_state_dict(state, strict=False)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.data_health import SkippedSamples
 from callbacks.generations import ValidationGenerations
+from callbacks.last_checkpoint import LastCheckpoint
 from callbacks.linear_probe import LinearProbe
 from callbacks.preemption import PreemptionCheckpoint
 from callbacks.run_snapshot import RunSnapshot
@@ -62,9 +63,9 @@ class CallbackSpec:
 
 CALLBACKS: dict[str, CallbackSpec] = {
     "run_snapshot": CallbackSpec(RunSnapshot, lambda run_dir, cfg: {"run_dir": run_dir, "cfg": cfg}),
-    # Two concerns, two callbacks: last.ckpt every N steps whatever validation does (resume, preemption), and the
-    # best-k by validation loss, written when validation has run.
-    "last_checkpoint": CallbackSpec(ModelCheckpoint, lambda run_dir, cfg: {
+    # Two concerns, two callbacks: last.ckpt every N steps and at the end, whatever validation does (resume,
+    # preemption, evaluation), and the best-k by validation loss, written when validation has run.
+    "last_checkpoint": CallbackSpec(LastCheckpoint, lambda run_dir, cfg: {
         "dirpath": run_dir / "checkpoints", "filename": "last", "save_top_k": 0, "save_last": True}),
     "best_checkpoints": CallbackSpec(ModelCheckpoint, lambda run_dir, cfg: {"dirpath": run_dir / "checkpoints"}),
     "lr_monitor": CallbackSpec(LearningRateMonitor),

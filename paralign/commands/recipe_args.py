@@ -5,7 +5,7 @@ import argparse
 
 from omegaconf import DictConfig
 
-from paralign.config import RecipeError, load_recipe
+from paralign.config import load_recipe
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -16,7 +16,5 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, default: str | None = 
 
 
 def recipe_from_args(args: argparse.Namespace) -> DictConfig:
-    try:
-        return load_recipe(args.recipe, args.overrides)
-    except RecipeError as err:
-        raise SystemExit(f"error: {err}") from None
+    # A RecipeError (a ValueError) reaches paralign.cli.main: one line, or its traceback with --debug.
+    return load_recipe(args.recipe, args.overrides)

@@ -136,6 +136,8 @@ def render_markdown(metrics: dict[str, Any], generations: Sequence[dict[str, Any
     boot = metrics["bootstrap"]
     lines = [
         f"# {title}", "",
+        f"Model: `{metrics.get('checkpoint', '?')}`, fingerprint `{metrics.get('model_fingerprint', '?')}` (its "
+        "trained weights and the recipe parts that shape a reply; every reply below is this model's).", "",
         f"Test set: {test_set['n_clips']} clips, fingerprint `{test_set['fingerprint'][:16]}` "
         f"(sha256 of the sorted clip ids; runs are comparable only when it matches). Items per task: "
         + ", ".join(f"{t} {n}" for t, n in test_set["n_items"].items()) + ".",

@@ -112,7 +112,8 @@ def test_build_augment_follows_the_recipe():
 def test_recipe_rejects_bad_augment_settings(override, message):
     with pytest.raises(RecipeError) as error:
         load_recipe("recipes/tiny.yaml", [override])
-    assert message in str(error.value) and "tiny.yaml" in str(error.value)
+    # the key, the rule, and where the value came from
+    assert message in str(error.value) and str(error.value).startswith(f"command-line override {override}: ")
 
 
 def _by_key(loader):

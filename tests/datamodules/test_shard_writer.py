@@ -1,5 +1,7 @@
 import argparse
 import json
+import os
+import signal
 import tarfile
 
 import numpy as np
@@ -128,3 +130,58 @@ def test_cli_writes_shards_from_a_csv_manifest(tmp_path, make_clip):
     args = parser.parse_args(["shards", "write", "--manifest", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="does not exist"):
         args.func(args)
+
+
+def _records_with_duplicates(tmp_path, make_records):
+    """Five good records plus rows sharing an id: a second copy of a written one, and an unreadable first row
+    whose id a later readable row repeats."""
+    records = make_records(tmp_path / "a", 5)
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF not really")
+    unreadable = records[3] | {"id": "again", "audio_path": str(tmp_path / "garbage.wav")}
+    return [records[0], records[1], records[1] | {"transcript": "the same id twice"}, unreadable,
+            records[2], records[3] | {"id": "again"}, records[4]]
+
+
+def _rejects(out):
+    return (out / "rejects.jsonl").read_text().splitlines()
+
+
+def test_a_rerun_lists_the_same_rejects(tmp_path, make_records):
+    records = _records_with_duplicates(tmp_path, make_records)
+    out = tmp_path / "out"
+    first = write_shards(records, out, max_count=2, progress=False)
+    rejects = _rejects(out)
+    again = write_shards(records, out, max_count=2, progress=False)
+    assert _rejects(out) == rejects and again.rejected == first.rejected
+    # the first row of an id stands for it, written or not: the readable "again" comes after an unreadable one
+    assert [(json.loads(line)["id"], json.loads(line)["reason"]) for line in rejects] == [
+        ("s0.clip1", "duplicate_id"), ("again", "unreadable_audio"), ("again", "duplicate_id")]
+    assert first.kept == {"train": 4} and again.already_written == 4 and not again.kept
+    # an import cut short, then rerun: the same rejects as the uninterrupted one
+    cut = tmp_path / "cut"
+
+    def until_cut(n):
+        yield from records[:n]
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(until_cut(5), cut, max_count=1, progress=False)
+    resumed = write_shards(records, cut, max_count=1, progress=False)
+    assert resumed.already_written == 2 and _rejects(cut) == rejects and not list(cut.glob("*.tmp"))
+
+
+def test_a_sigterm_mid_rewrite_removes_the_unfinished_shard_and_restores_the_handler(tmp_path, shard_dir):
+    """A teacher run stopped by its scheduler (in-process: the test's own handler stands for the previous one)."""
+    def ours(signum, frame):
+        raise AssertionError("the writer's own handler should have taken the signal")
+    previous = signal.signal(signal.SIGTERM, ours)
+
+    def add(batch):
+        os.kill(os.getpid(), signal.SIGTERM)  # mid-shard: the first shard's .tmp is open
+        return [{} for _ in batch]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            rewrite_shards(shard_dir, tmp_path / "teach", add, progress=False)
+        assert signal.getsignal(signal.SIGTERM) is ours  # the previous handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stop.value.code == 128 + signal.SIGTERM and list((tmp_path / "teach").iterdir()) == []

@@ -129,3 +129,21 @@ def test_example_builder_expands_clips_with_a_deterministic_rng(shard_dir):
     assert runs[0] == runs[1] and len(runs[0]) == 48
     assert {t for _, t, _ in runs[0]} == {"emotion", "style"}
     assert random.Random(0).random() not in {d for _, _, d in runs[0]}
+
+
+def test_samples_named_with_path_parts_are_skipped_and_counted(tmp_path, make_clip):
+    """A crafted tar whose members climb out of (or sit outside) the shard: never read as clips, counted."""
+    flac = make_clip(tmp_path / "c.flac", 1.0).read_bytes()
+    names = ["good1", "../../x", "/abs/y", "sub/../../z", "sub/w", "good2"]
+    with tarfile.open(tmp_path / "crafted.tar", "w") as tar:
+        for name in names:
+            for ext, data in (("flac", flac), ("json", json.dumps({"transcript": "t"}).encode())):
+                info = tarfile.TarInfo(f"{name}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(tmp_path / "crafted.tar") as tar:  # written as named: nothing normalised away
+        assert "../../x.json" in tar.getnames() and "/abs/y.json" in tar.getnames()
+    dm = ShardDataModule(val=[str(tmp_path / "crafted.tar")], num_workers=0, bucket_window=0)
+    (batch,) = list(dm.val_dataloader())
+    assert batch["keys"] == ["good1", "sub/w", "good2"]  # a folder prefix is a WebDataset key like any other
+    assert dm.skip_counts("val") == {"unsafe_name": 3}

@@ -56,25 +56,76 @@ def test_eval_report_and_resume(tiny_run):
     assert "## LLM judge" in (out / "report.md").read_text()
 
 
+def _tone(path, seconds=1.0, sr=16000, hz=200):
+    sf.write(path, 0.3 * np.sin(np.arange(int(seconds * sr)) * 2 * np.pi * hz / sr), sr)
+    return path
+
+
 @pytest.mark.slow
 def test_infer_on_own_recordings_and_bad_audio(tiny_run, tmp_path, capsys):
     root, run_dir, _ = tiny_run
     ckpt = str(run_dir / "checkpoints" / "last.ckpt")
-    clip = tmp_path / "mine.flac"
-    sf.write(clip, 0.3 * np.sin(np.arange(22050) * 2 * np.pi * 200 / 22050), 22050)  # another rate, another format
+    clip = _tone(tmp_path / "mine.flac", sr=22050)  # another rate, another format
     assert main(["infer", "--ckpt", ckpt, "--audio", str(clip), str(clip), "--task", "emotion",
                  "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.count("mine.flac:") == 2
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000), 16000)
-    with pytest.raises(SystemExit, match="silent"):
-        main(["infer", "--ckpt", ckpt, "--audio", str(silent)])
-    with pytest.raises(SystemExit, match="nowhere.wav: no such file"):
-        main(["infer", "--ckpt", ckpt, "--audio", str(tmp_path / "nowhere.wav")])
     long = tmp_path / "long.wav"
     sf.write(long, 0.1 * np.sin(np.arange(61 * 8000) / 3), 8000)
-    with pytest.raises(SystemExit, match=r"too long \(61.0 s; at most 60 s"):
-        main(["infer", "--ckpt", ckpt, "--audio", str(long)])
+    short = _tone(tmp_path / "short.wav", seconds=0.05)
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF not really")
+    bad = [silent, tmp_path / "nowhere.wav", long, short, tmp_path / "garbage.wav"]
+    # one bad file among many cancels nothing: each gets its own line, the others their replies
+    with pytest.raises(SystemExit, match=r"^error: 5 of 7 files got no reply"):
+        main(["infer", "--ckpt", ckpt, "--audio", str(clip), *map(str, bad), str(clip), "--task", "emotion",
+              "--max-new-tokens", "4"])
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(clip), str(clip)]
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors[:4] == [f"error: {silent}: silent audio", f"error: {tmp_path / 'nowhere.wav'}: no such file",
+                          f"error: {long}: too long (61.0 s; at most 60 s: cut it into shorter clips)",
+                          f"error: {short}: too short (0.05 s; at least 0.1 s)"]
+    assert errors[4].startswith(f"error: {tmp_path / 'garbage.wav'}: cannot read audio (") and len(errors) == 5
+
+
+@pytest.mark.slow
+def test_infer_takes_a_folders_audio_files_in_name_order(tiny_run, tmp_path, capsys):
+    _, run_dir, _ = tiny_run
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    folder = tmp_path / "recordings"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("b.wav", "a.flac", "c.OGG", "sub/d.wav"):
+        _tone(folder / name)
+    (folder / "notes.txt").write_text("not audio")
+    assert main(["infer", "--ckpt", ckpt, "--audio", str(folder), "--task", "emotion", "--max-new-tokens", "2"]) == 0
+    replied = [line.split(": ")[0] for line in capsys.readouterr().out.splitlines()]
+    assert replied == [str(folder / name) for name in ("a.flac", "b.wav", "c.OGG")]
+    with pytest.raises(SystemExit, match="1 of 1 files"):
+        main(["infer", "--ckpt", ckpt, "--audio", str(folder / "sub" / "nothing"), "--max-new-tokens", "2"])
+    (folder / "empty").mkdir()
+    with pytest.raises(SystemExit, match="1 of 1 files"):
+        main(["infer", "--ckpt", ckpt, "--audio", str(folder / "empty"), "--max-new-tokens", "2"])
+    assert f"error: {folder / 'empty'}: a folder with no .wav, .flac or .ogg file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_infer_answers_in_batches_and_prints_each_batch_when_done(tiny_run, tmp_path, capsys, monkeypatch):
+    from lightning_modules.speech_llm import SpeechLLM
+
+    _, run_dir, _ = tiny_run
+    clips = [str(_tone(tmp_path / f"clip{i}.wav", hz=150 + 30 * i)) for i in range(5)]
+    generate, calls = SpeechLLM.generate, []
+
+    def spy(self, batch, **options):  # what was printed when each batch started
+        calls.append((batch["features"].shape[0], capsys.readouterr().out.count("clip")))
+        return generate(self, batch, **options)
+    monkeypatch.setattr(SpeechLLM, "generate", spy)
+    assert main(["infer", "--ckpt", str(run_dir / "checkpoints" / "last.ckpt"), "--audio", *clips,
+                 "--batch-size", "2", "--task", "emotion", "--max-new-tokens", "2"]) == 0
+    assert calls == [(2, 0), (2, 2), (1, 2)]
+    out, err = capsys.readouterr()
+    assert out.count("clip4.wav: ") == 1 and "5/5" in err  # the last reply, and the progress bar at its end
 
 
 def _ravdess_layout(root, emotions: dict[str, str], actors=("01", "02")):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from paralign.checkpoint_io import UnsafeCheckpoint
 from paralign.cli import main
 from paralign.config import RecipeError, load_recipe
 from paralign.train import resume_checkpoint
@@ -26,7 +27,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, mo
     with open(tmp_path / "checkpoints" / "last.ckpt", "wb") as f:
         pickle.dump({"global_step": 5, "x": _Payload()}, f)
     torch.save({"global_step": 5, "x": _Payload()}, tmp_path / "hpc_ckpt_1.ckpt")
-    with pytest.raises(RuntimeError, match="not a plain checkpoint") as err:
+    with pytest.raises(UnsafeCheckpoint, match="not a plain checkpoint") as err:
         resume_checkpoint(OmegaConf.create({"run": {"resume": "auto"}}), tmp_path)
     assert "weights_only=False" not in str(err.value)
     assert not mark.exists()

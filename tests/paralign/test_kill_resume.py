@@ -4,6 +4,7 @@ uninterrupted run ends (same samples at every step, same step count, same optimi
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -61,10 +62,13 @@ def kill_after_checkpoint(command: list[str], run_dir: Path, log: Path) -> int:
                 process.kill()
                 pytest.fail(f"training ended ({process.returncode}) or stalled before step {KILL_AT}:\n"
                             f"{log.read_text()[-4000:]}")
-            time.sleep(0.02)
+            time.sleep(0.01)
+        # Frozen at once, so that the kill falls where the condition was seen however fast the machine
+        process.send_signal(signal.SIGSTOP)
+        killed_at = max(logged_steps(run_dir))
         process.kill()  # SIGKILL: no handler, no final checkpoint
         process.wait()
-    return max(logged_steps(run_dir))
+    return killed_at
 
 
 def test_kill_9_then_restart_continues_at_the_next_unseen_sample(tmp_path):
@@ -104,8 +108,6 @@ def test_kill_9_then_restart_continues_at_the_next_unseen_sample(tmp_path):
 
 def test_sigterm_checkpoints_and_exits_non_zero_without_validating(tmp_path):
     """`paralign train && paralign eval` must not go on after a preemption: SIGTERM saves, stops, exits 143."""
-    import signal
-
     run_dir, log = tmp_path / "run", tmp_path / "train.log"
     command = [*paralign(), "train", "--recipe", "recipes/tiny.yaml", f"run.dir={run_dir}",
                f"data.dir={tmp_path / 'data'}", "trainer.max_steps=400", "trainer.val_check_interval=1",

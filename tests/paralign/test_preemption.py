@@ -127,7 +127,7 @@ def test_a_preemption_save_on_a_last_ckpt_step_is_the_one_resumed(tmp_path, monk
     cfg = OmegaConf.create({"run": {"resume": "auto"}})
     assert resume_checkpoint(cfg, tmp_path) == str(hpc)
 
-    torch.save({"global_step": 6}, last_ckpt)  # training went on past the preemption: the furthest state wins
+    torch.save({"global_step": 6, "state_dict": {}}, last_ckpt)  # training went on past the preemption: the furthest state wins
     os.utime(last_ckpt, ns=(0, 0))  # whatever the mtimes say (a copied run folder)
     assert resume_checkpoint(cfg, tmp_path) == str(last_ckpt)
     assert resume_checkpoint(OmegaConf.create({"run": {"resume": "never"}}), tmp_path) is None
@@ -140,5 +140,5 @@ def test_an_unreadable_checkpoint_is_passed_over_and_none_readable_stops_the_run
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"cut mid-wri")
     with pytest.raises(RuntimeError, match="no readable checkpoint to resume from.*run.resume=never"):
         resume_checkpoint(cfg, tmp_path)
-    torch.save({"global_step": 3}, tmp_path / "hpc_ckpt_1.ckpt")
+    torch.save({"global_step": 3, "state_dict": {}}, tmp_path / "hpc_ckpt_1.ckpt")
     assert resume_checkpoint(cfg, tmp_path) == str(tmp_path / "hpc_ckpt_1.ckpt")

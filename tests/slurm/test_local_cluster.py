@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "slurm" / "local_cluster.sh"
 RECIPE = "recipes/tiny.yaml"
-MAX_STEPS = 9
+MAX_STEPS = 40  # far beyond SIGNAL_AT: the job is frozen (SIGSTOP) the moment step SIGNAL_AT is seen to start
 SIGNAL_AT = 4  # SIGUSR1 once step 4 has started (last.ckpt holds step 3 by then)
 COMMON = ["trainer.strategy=ddp", "callbacks.last_checkpoint.every_n_train_steps=3", "trainer.limit_val_batches=0",
           "callbacks.sample_keys={}"]
@@ -102,19 +103,28 @@ def logs(run_dir: Path, cluster: Path) -> str:
     return "\n".join(f"--- {path}\n{path.read_text()[-6000:]}" for path in paths if path.exists())
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, run_dir: Path, cluster: Path) -> float:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, run_dir: Path, cluster: Path,
+             poll: float = 0.2) -> float:
     """Seconds until `condition` held; on timeout, fail with the job's and the daemons' logs."""
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
             pytest.fail(f"no {what} after {timeout} s\n{logs(run_dir, cluster)}")
-        time.sleep(0.2)
+        time.sleep(poll)
     return time.monotonic() - start
 
 
 def started_steps(run_dir: Path) -> list[int]:
     path = run_dir / "sample_keys" / "rank0.jsonl"
     return [int(s) for s in re.findall(r'"step": (\d+)', path.read_text())] if path.exists() else []
+
+
+def task_pids(job_id: str) -> list[int]:
+    """The PIDs of the job step's tasks (the training processes) on this node."""
+    shown = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, check=True)
+    pids = [int(row.split()[0]) for row in shown.stdout.splitlines()[1:] if row.split()[2].isdigit()]
+    assert pids, shown.stdout
+    return pids
 
 
 def finished(job_id: str) -> bool:
@@ -139,11 +149,21 @@ def test_sigusr1_requeues_and_the_job_resumes_at_the_exact_sample(cluster, data_
     job = submit(preempted, *overrides)
     reference_job = submit(reference, *overrides)  # queued: it runs when the node is free
 
+    wait_for(lambda: max(started_steps(preempted), default=-1) >= 0, 600, "the first step", preempted, cluster)
+    tasks = task_pids(job)
     waited = wait_for(lambda: (preempted / "checkpoints" / "last.ckpt").exists()
                       and max(started_steps(preempted), default=-1) >= SIGNAL_AT, 600,
-                      f"step {SIGNAL_AT} after last.ckpt", preempted, cluster)
+                      f"step {SIGNAL_AT} after last.ckpt", preempted, cluster, poll=0.01)
+    # Frozen where they are, so that the signal comes while the job trains however fast the machine: a 9-step job
+    # at 3.5 steps/s had finished before a signal sent at step 4 reached it. SLURM's own suspend would not do: a
+    # suspended job takes no signal ("Job can not be altered now").
+    for pid in tasks:
+        os.kill(pid, signal.SIGSTOP)
+    frozen_at = max(started_steps(preempted))
     # Every task of the job, not the batch shell: what the template's --signal=SIGUSR1@120 does before the limit.
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
+    for pid in tasks:
+        os.kill(pid, signal.SIGCONT)
     wait_for(lambda: finished(job) and finished(reference_job), JOB_TIMEOUT, "end of both jobs", reference, cluster)
     print(f"signalled {waited:.0f} s after submission")
 
@@ -157,7 +177,9 @@ def test_sigusr1_requeues_and_the_job_resumes_at_the_exact_sample(cluster, data_
     assert f"resuming from {path}" in out, out
     # The step running when the signal came was finished and saved: the requeued job starts right after it.
     starts = re.findall(r'"start": (\d+)', (preempted / "sample_keys" / "rank0.jsonl").read_text())
-    assert [int(s) for s in starts] == [0, step] and SIGNAL_AT < step < MAX_STEPS, out
+    assert [int(s) for s in starts] == [0, step], out
+    # Saved at the end of the step running when it was frozen (or of the next one, frozen between two steps).
+    assert SIGNAL_AT <= frozen_at < step <= frozen_at + 2 < MAX_STEPS, (frozen_at, step)
 
     # Across both ranks and both segments, every step trained on the samples the uninterrupted job used.
     assert read_sample_keys(preempted / "sample_keys") == read_sample_keys(reference / "sample_keys")

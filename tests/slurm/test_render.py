@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from paralign.cli import main
 from paralign.commands import slurm as slurm_command
 from paralign.slurm import SlurmError, render_sbatch, submit
 
@@ -123,9 +124,8 @@ def test_cli_dry_prints_the_script(tmp_path, capsys):
 
 
 def test_cli_refuses_a_missing_recipe(tmp_path):
-    args = parse(["slurm", "--recipe", str(tmp_path / "nope.yaml"), "--nodes", "1", "--gpus", "1", "--dry"])
-    with pytest.raises(SystemExit, match="recipe not found"):
-        args.func(args)
+    with pytest.raises(SystemExit, match="^error: recipe not found"):
+        main(["slurm", "--recipe", str(tmp_path / "nope.yaml"), "--nodes", "1", "--gpus", "1", "--dry"])
 
 
 @pytest.mark.parametrize("override, reason", [
@@ -136,7 +136,6 @@ def test_cli_refuses_a_missing_recipe(tmp_path):
 def test_cli_refuses_bad_overrides_before_submitting(tmp_path, override, reason):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text("trainer: {}\ntasks: {emotion: {}}\n")
-    args = parse(["slurm", "--recipe", str(recipe), "--nodes", "1", "--gpus", "1", "--dry", override])
-    with pytest.raises(SystemExit, match=reason):
-        args.func(args)
+    with pytest.raises(SystemExit, match=f"^error: .*{reason}"):
+        main(["slurm", "--recipe", str(recipe), "--nodes", "1", "--gpus", "1", "--dry", override])
 
