@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from datamodules.vocab import marked_styles
+
 DIMENSIONS = ("valence", "arousal", "dominance")
 PROMPT_FIELDS = ("emotion", *DIMENSIONS, "style", "gender")  # what ``metadata.fields`` may list
 SLOT = "{metadata}"
@@ -49,7 +51,7 @@ def describe_values(values: dict[str, Any], fields: tuple[str, ...]) -> str:
     dims = [f"{d} {float(values[d]):.1f}" for d in DIMENSIONS if d in fields and values.get(d) is not None]
     if dims:
         parts.append(", ".join(dims))
-    styles = [s for s in values.get("style") or [] if s != "default"] if "style" in fields else []
+    styles = marked_styles(values.get("style")) if "style" in fields else []
     if styles:
         parts.append("style: " + ", ".join(styles))
     if "gender" in fields and values.get("gender"):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from datamodules.metadata import SLOT as METADATA_SLOT
 from datamodules.metadata import MetadataSpec
-from datamodules.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE
+from datamodules.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE, marked_styles
 
 TASK_NAMES = ("response", "emotion", "style", "asr", "qa")
 
@@ -53,7 +53,7 @@ def describe_speech(meta: dict, conditioned: bool) -> str:
     notes = []
     if meta.get("emotion"):
         notes.append(emotion_sentence(meta["emotion"]))
-    styles = [s for s in meta.get("style") or [] if s != "default"]
+    styles = marked_styles(meta.get("style"))
     if styles:
         notes.append(style_sentence(styles))
     return f"{text} ({' '.join(notes)})" if notes else text
@@ -85,7 +85,7 @@ class Task:
         if self.name == "emotion":
             return emotion_sentence(meta["emotion"]) if meta.get("emotion") else None
         if self.name == "style":
-            return style_sentence([s for s in meta.get("style") or [] if s != "default"])
+            return style_sentence(marked_styles(meta.get("style")))
         raise ValueError(f"task {self.name!r} has no label target")
 
     def teacher_topk(self, teacher: dict | None) -> dict | None:

@@ -84,3 +84,22 @@ def check_styles(labels: list[str] | None) -> list[str]:
 
 # The label kinds a task or a classifier head asks about, and their classes.
 LABEL_SETS: dict[str, tuple[str, ...]] = {"emotion": EMOTIONS, "style": STYLES}
+
+
+def marked_styles(styles: list[str] | None) -> list[str]:
+    """A clip's styles beyond "default" (an ordinary delivery): what its style says in words."""
+    return [s for s in styles or [] if s in STYLES and s != "default"]
+
+
+def label_class(kind: str, meta: dict) -> int | None:
+    """The one class a clip is trained as (classifier heads) and probed for (linear probe), so the two figures
+    cannot drift apart: its emotion; for style, its first marked style (["default", "fast"] is fast: the marked
+    delivery is what tells it), else "default" where the clip is labelled so; None without the label (an absent
+    label is never guessed)."""
+    if kind == "emotion":
+        return EMOTIONS.index(meta["emotion"]) if meta.get("emotion") in EMOTIONS else None
+    styles = meta.get("style") or []
+    marked = marked_styles(styles)
+    if marked:
+        return STYLES.index(marked[0])
+    return STYLES.index("default") if "default" in styles else None

@@ -15,7 +15,7 @@ from torch import nn
 
 from datamodules.prompts import ChatPrompter
 from datamodules.tasks import Task, build_tasks, describe_speech
-from datamodules.vocab import LABEL_SETS
+from datamodules.vocab import LABEL_SETS, label_class
 from lightning_modules.adapters import build_adapter
 from lightning_modules.encoders import build_encoder
 from lightning_modules.frozen_llm import FrozenLLM
@@ -181,12 +181,8 @@ class SpeechLLM(pl.LightningModule):
         return (speech * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)
 
     def _classifier_loss(self, head: nn.Module, pooled: torch.Tensor, metas: list[dict], kind: str):
-        labels = LABEL_SETS[kind]
-        if kind == "emotion":
-            target = [labels.index(m["emotion"]) if m.get("emotion") in labels else -100 for m in metas]
-        else:  # first non-default style as the class
-            target = [next((labels.index(s) for s in m.get("style") or [] if s in labels and s != "default"),
-                           labels.index("default")) for m in metas]
+        classes = [label_class(kind, m) for m in metas]
+        target = [-100 if c is None else c for c in classes]
         target_t = torch.tensor(target, device=pooled.device)
         if (target_t == -100).all():
             return None

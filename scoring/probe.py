@@ -10,7 +10,7 @@ import zlib
 
 import torch
 
-from datamodules.vocab import EMOTIONS, LABEL_SETS, STYLES
+from datamodules.vocab import LABEL_SETS, label_class
 
 Pooled = dict[str, tuple[torch.Tensor, dict]]  # clip key -> (pooled speech tokens, metadata)
 
@@ -35,27 +35,19 @@ def fit_probe_accuracy(x_fit: torch.Tensor, y_fit: torch.Tensor, x_eval: torch.T
         return float((layer(x_eval).argmax(-1) == y_eval).float().mean())
 
 
-def probe_label(kind: str, meta: dict) -> int | None:
-    """The class index a clip is probed for: its emotion, or its first listed style; None without the label."""
-    if kind == "emotion":
-        return EMOTIONS.index(meta["emotion"]) if meta.get("emotion") in EMOTIONS else None
-    styles = [s for s in meta.get("style") or [] if s in STYLES]
-    return STYLES.index(styles[0]) if styles else None
-
-
 def probe_accuracy(kind: str, pooled: Pooled, fit_on: Pooled | None = None, min_clips: int = 8) -> float | None:
     """Probe accuracy for one label kind (see the module doc); None with fewer than ``min_clips // 2`` clips on
     either side or a single class to fit."""
     fit: tuple[list, list] = ([], [])
     score: tuple[list, list] = ([], [])
     for key, (vec, meta) in pooled.items():
-        label = probe_label(kind, meta)
+        label = label_class(kind, meta)
         if label is not None:
             part = score if fit_on is not None or zlib.crc32(key.encode()) % 2 else fit
             part[0].append(vec)
             part[1].append(label)
     for vec, meta in (fit_on or {}).values():
-        label = probe_label(kind, meta)
+        label = label_class(kind, meta)
         if label is not None:
             fit[0].append(vec)
             fit[1].append(label)

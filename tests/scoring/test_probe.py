@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from datamodules.vocab import EMOTIONS
-from scoring.probe import probe_accuracy, probe_label
+from scoring.probe import probe_accuracy
 
 
 def _pooled(n: int, separable: bool, seed: int = 0, prefix: str = "c") -> dict:
@@ -31,5 +30,3 @@ def test_too_few_clips_or_one_class_gives_no_figure():
     assert probe_accuracy("emotion", _pooled(6, separable=True)) is None
     one_class = {k: (v, {"emotion": "sad"}) for k, (v, _) in _pooled(40, separable=True).items()}
     assert probe_accuracy("emotion", one_class) is None
-    assert probe_label("emotion", {"emotion": "sad"}) == EMOTIONS.index("sad")
-    assert probe_label("emotion", {"emotion": None}) is None and probe_label("style", {"style": []}) is None
