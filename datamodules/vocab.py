@@ -82,6 +82,7 @@ def check_styles(labels: list[str] | None) -> list[str]:
             raise ValueError(f"unknown style label {label!r}; expected some of {', '.join(STYLES)}")
     return list(labels or [])
 
+
 # The label kinds a task or a classifier head asks about, and their classes.
 LABEL_SETS: dict[str, tuple[str, ...]] = {"emotion": EMOTIONS, "style": STYLES}
 

@@ -68,6 +68,7 @@ class _WriteErrors:
     def flush(self) -> None:
         self.f.flush()
 
+
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: missing, empty, cut, not a torch file, holding code, or not one of
     paralign's. The message is one line naming the file."""
@@ -91,12 +92,10 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False, what: str = "checkp
         raise CheckpointError(f"{what} {path} is empty (0 bytes: a write that never finished)")
     try:
         state = torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err):
-            raise UnsafeCheckpoint(f"{what} {path} is not a plain checkpoint (it holds pickled objects, not only "
-                                  "tensors and plain data): refusing to load it") from None
-        raise CheckpointError(f"{what} {path} is not a readable checkpoint (cut or corrupt: {err})") from None
     except Exception as err:  # a cut zip, a text file, ...: torch raises RuntimeError, EOFError, ValueError ...
+        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+            raise UnsafeCheckpoint(f"{what} {path} is not a plain checkpoint (it holds pickled objects, not only "
+                                   "tensors and plain data): refusing to load it") from None
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{what} {path} is not a readable checkpoint (cut, or not a torch file: "
                               f"{reason})") from None

@@ -2,7 +2,8 @@
 
 Generations are appended to ``eval/generations.jsonl`` batch by batch, so a cut evaluation of the same model
 continues where it stopped; the file is keyed to the model it holds the replies of (``model_fingerprint``), so
-another checkpoint, or the run trained further, is evaluated afresh. The linear probe uses mean-pooled speech tokens of the same clips (split in halves by clip id).
+another checkpoint, or the run trained further, is evaluated afresh. The linear probe uses mean-pooled speech
+tokens of the same clips (split in halves by clip id).
 """
 from __future__ import annotations
 

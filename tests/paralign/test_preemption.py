@@ -127,7 +127,8 @@ def test_a_preemption_save_on_a_last_ckpt_step_is_the_one_resumed(tmp_path, monk
     cfg = OmegaConf.create({"run": {"resume": "auto"}})
     assert resume_checkpoint(cfg, tmp_path) == str(hpc)
 
-    torch.save({"global_step": 6, "state_dict": {}}, last_ckpt)  # training went on past the preemption: the furthest state wins
+    # training went on past the preemption: the furthest state wins
+    torch.save({"global_step": 6, "state_dict": {}}, last_ckpt)
     os.utime(last_ckpt, ns=(0, 0))  # whatever the mtimes say (a copied run folder)
     assert resume_checkpoint(cfg, tmp_path) == str(last_ckpt)
     assert resume_checkpoint(OmegaConf.create({"run": {"resume": "never"}}), tmp_path) is None

@@ -32,9 +32,7 @@ def _contender(run_dir: str, start, results) -> None:
 
 
 def test_of_runs_starting_at_once_on_a_stale_lock_exactly_one_takes_it(tmp_path):
-    from pathlib import Path
-
-    run = Path(tmp_path / "run")
+    run = tmp_path / "run"
     for attempt in range(3):
         run.mkdir(exist_ok=True)
         (run / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))

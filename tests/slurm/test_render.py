@@ -138,4 +138,3 @@ def test_cli_refuses_bad_overrides_before_submitting(tmp_path, override, reason)
     recipe.write_text("trainer: {}\ntasks: {emotion: {}}\n")
     with pytest.raises(SystemExit, match=f"^error: .*{reason}"):
         main(["slurm", "--recipe", str(recipe), "--nodes", "1", "--gpus", "1", "--dry", override])
-
