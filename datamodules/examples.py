@@ -10,7 +10,7 @@ from typing import Any
 from datamodules.batching import pad_features
 from datamodules.metadata import metadata_text, with_metadata
 from datamodules.prompts import ChatPrompter
-from datamodules.tasks import Task, describe_speech, sample_tasks
+from datamodules.tasks import Task, sample_tasks
 
 
 class ExampleBuilder:
@@ -47,21 +47,29 @@ class ExampleBuilder:
             template = template.replace("{question}", qa["question"])
         if task.metadata is not None:
             template = with_metadata(template, metadata_text(meta, task.metadata))
+        framing = self.prompter.framing
+        teacher_template = template
+        words = None
+        if framing.content == "transcript":
+            words = framing.heard_words(clip)
+            template = framing.student_template(template, words)
+        elif clip.get("asr") or framing.transcripts == "corpus":  # what a cascade reads (paralign/evaluate.py)
+            words = framing.heard_words(clip)
         parts = self.prompter.prompt_parts(template)
         target_text = task.target_text(meta, teacher, qa)
         example = {
             "key": clip["key"], "features": clip["features"], "duration": clip["duration"], "meta": meta,
             "task": task.name, "template": template, "prefix": parts.prefix, "suffix": parts.suffix,
             "target": [] if target_text is None else self.prompter.reply_ids(target_text, task.max_target_tokens),
-            "target_text": target_text,
+            "target_text": target_text, "words": words,
             # the transcript in LLM token ids, for the CTC loss (lightning_modules/token_ctc.py)
             "transcript_ids": self.prompter.encode(meta["transcript"]) if meta.get("transcript") else [],
             "question_type": qa.get("type") if qa is not None else None,
         }
         if task.kl_source is not None:
             if task.kl_source == "online":
-                speech_text = describe_speech(meta, task.teacher_variant == "conditioned")
-                example["teacher_prompt"] = self.prompter.text_prompt_ids(template, speech_text)
+                speech_text = framing.teacher_text(meta, task.teacher_variant == "conditioned")
+                example["teacher_prompt"] = self.prompter.text_prompt_ids(teacher_template, speech_text)
             else:
                 example["topk"] = task.teacher_topk(teacher)
                 if example["topk"] is None:
@@ -76,4 +84,3 @@ def collate(examples: list[dict]) -> dict[str, Any]:
     batch["num_frames"] = int(batch["feature_lens"].sum())
     batch["audio_seconds"] = float(sum(e["duration"] for e in examples))
     return batch
-

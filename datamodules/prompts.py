@@ -8,7 +8,94 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from datamodules.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE, marked_styles
+
 SPEECH_PLACEHOLDER = "<|speech|>"
+SPEECH_SLOT = "{speech}"
+
+
+@dataclass(frozen=True)
+class Framing:
+    """The one place that says how the words and the feeling of a clip are put to the frozen LLM (recipe
+    ``prompt``): the teacher's text in the speech slot, the cascades' text, and the student's slot.
+
+    Teacher (conditioned): ``words`` then ``cue`` around the emotion (and style) in words, e.g. ``My grandmother
+    turns ninety this year. (I feel sad.)``; plain: the words alone. Student, ``content="speech"``: the speech
+    tokens stand in for all of it; ``content="transcript"``: the words (Whisper's) as text and the speech tokens
+    where the teacher read the cue, so the speech has one job left, how it was said.
+    """
+
+    version: str = "conversational-v1"
+    words: str = "{transcript}"
+    cue: str = "({cue})"
+    emotion_cue: str = "I feel {emotion}."
+    style_cue: str = ""
+    content: str = "speech"
+    transcripts: str = "whisper"  # whose words the student reads: whisper (``<key>.asr.json``) | corpus
+
+    @classmethod
+    def from_recipe(cls, prompt) -> "Framing":
+        return cls(prompt.version, prompt.words, prompt.cue, prompt.emotion_cue, prompt.style_cue, prompt.content,
+                   prompt.transcripts)
+
+    def heard_words(self, clip: dict) -> str:
+        """The words a listener got from a clip: Whisper's transcript cached in the shard, or the corpus's."""
+        if self.transcripts == "corpus":
+            words = clip["meta"].get("transcript")
+        else:
+            words = (clip.get("asr") or {}).get("text")
+            if words is None:
+                raise ValueError(f"clip {clip['key']} has no Whisper transcript (<key>.asr.json): `paralign data` "
+                                 "makes them for prompt.content=transcript, or set prompt.transcripts=corpus")
+        return words or ""
+
+    def feeling(self, emotion: str | None, styles: list[str] | None = None) -> str:
+        """The cue's words for an emotion (and styles, where ``style_cue`` is set); empty when there is none."""
+        notes = []
+        if emotion:
+            notes.append(self.emotion_cue.replace("{emotion}", EMOTION_ADJECTIVE[emotion]))
+        marked = marked_styles(styles)
+        if self.style_cue and marked:
+            phrases = [STYLE_PHRASE[s] for s in marked]
+            joined = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+            notes.append(self.style_cue.replace("{styles}", joined))
+        return " ".join(notes)
+
+    def said(self, words: str) -> str:
+        return self.words.replace("{transcript}", words)
+
+    def text(self, words: str, emotion: str | None = None, styles: list[str] | None = None) -> str:
+        """What a text-only reader gets where the speech would go: the words, and the cue when one is given."""
+        feeling = self.feeling(emotion, styles)
+        return f"{self.said(words)} {self.cue.replace('{cue}', feeling)}" if feeling else self.said(words)
+
+    def teacher_text(self, meta: dict, conditioned: bool) -> str:
+        """The teacher's text for a clip: its corpus transcript, and its labels if ``conditioned``."""
+        if not conditioned:
+            return self.said(meta["transcript"])
+        return self.text(meta["transcript"], meta.get("emotion"), meta.get("style"))
+
+    def cascade_text(self, words: str, emotion: str | None = None, styles: list[str] | None = None) -> str:
+        """What a text-only system reads in the student's speech slot: the words and the cue (when an emotion is
+        given); with ``content="transcript"`` the words are before the slot already, so the cue alone."""
+        if self.content == "speech":
+            return self.text(words, emotion, styles)
+        feeling = self.feeling(emotion, styles)
+        return self.cue.replace("{cue}", feeling) if feeling else ""
+
+    def student_template(self, template: str, words: str | None) -> str:
+        """A task's user-turn template as the student gets it: unchanged for ``content="speech"``; with the words
+        before the speech slot for ``content="transcript"``."""
+        if self.content == "speech":
+            return template
+        if words is None:
+            raise ValueError("prompt.content=transcript needs the clip's transcript")
+        return template.replace(SPEECH_SLOT, f"{self.said(_literal(words))} {SPEECH_SLOT}")
+
+
+def _literal(text: str) -> str:
+    """Words put into a template: braces doubled would be read back as such, so they are dropped instead."""
+    return text.replace("{", "(").replace("}", ")")
 
 
 @dataclass(frozen=True)
@@ -20,11 +107,13 @@ class PromptParts:
 
 
 class ChatPrompter:
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None = None) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None = None,
+                 framing: Framing | None = None) -> None:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("the LLM's tokenizer has no chat template; an instruct model is needed")
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
+        self.framing = framing or Framing()
         self.eos_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         self._parts_cache: dict[str, PromptParts] = {}
@@ -49,7 +138,8 @@ class ChatPrompter:
         text = self.render(user_template.replace("{speech}", SPEECH_PLACEHOLDER))
         before, after = text.split(SPEECH_PLACEHOLDER)
         parts = PromptParts(self.encode(before), self.encode(after))
-        self._parts_cache[user_template] = parts
+        if len(self._parts_cache) < 4096:  # a template holding a clip's words (content: transcript) is one-off
+            self._parts_cache[user_template] = parts
         return parts
 
     def text_prompt_ids(self, user_template: str, speech_text: str) -> list[int]:

@@ -226,6 +226,7 @@ def iter_shard_metadata(shards: Iterable[Path]) -> Iterable[tuple[Path, dict]]:
 
 
 SPLIT_FILE = "split.json"
+ASR_FILE = "asr.json"  # which model transcribed the clips (`<key>.asr.json`) and its WER (prep/transcribe.py)
 
 
 def write_manifest(folder: str | os.PathLike) -> dict[str, Any]:
@@ -258,6 +259,8 @@ def write_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     }
     if (folder / SPLIT_FILE).exists():  # how the split was made (paralign import --val-speakers ...)
         manifest["split"] = json.loads((folder / SPLIT_FILE).read_text(encoding="utf-8"))
+    if (folder / ASR_FILE).exists():
+        manifest["asr"] = json.loads((folder / ASR_FILE).read_text(encoding="utf-8"))
     tmp = folder / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, folder / "manifest.json")

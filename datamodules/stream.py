@@ -72,13 +72,14 @@ class LightClip:
     meta: dict[str, Any]
     teacher: dict | None
     qa: list | None
+    asr: dict | None  # Whisper's transcript, where prep/transcribe.py stored one
     duration: float
     audio_bytes: bytes
 
     def clip(self) -> dict[str, Any]:
         """The public per-clip dict, before decoding (``audio`` / ``features`` / ``sample_rate`` are None)."""
         return {"key": self.key, "audio": None, "sample_rate": None, "features": None, "meta": self.meta,
-                "teacher": self.teacher, "qa": self.qa, "duration": self.duration}
+                "teacher": self.teacher, "qa": self.qa, "asr": self.asr, "duration": self.duration}
 
 
 def read_light_clips(url: str, skips: Counter) -> Iterator[LightClip]:
@@ -110,6 +111,7 @@ def _light(raw: dict, skips: Counter) -> LightClip | None:
         meta = json.loads(raw["json"])
         teacher = json.loads(raw["teacher.json"]) if "teacher.json" in raw else None
         qa = json.loads(raw["qa.json"]) if "qa.json" in raw else None
+        asr = json.loads(raw["asr.json"]) if "asr.json" in raw else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         skips["bad_json"] += 1
         return None
@@ -124,7 +126,7 @@ def _light(raw: dict, skips: Counter) -> LightClip | None:
             skips["bad_audio"] += 1
             return None
     meta = empty_metadata(id=meta.get("id", key)) | meta
-    return LightClip(key, meta, teacher, qa, float(duration), raw[ext])
+    return LightClip(key, meta, teacher, qa, asr, float(duration), raw[ext])
 
 
 def role_clips(urls: list[str], role: int, n_roles: int, epoch: int, seed: int, shuffle: bool,

@@ -44,21 +44,6 @@ def style_sentence(styles: list[str]) -> str:
     return f"The speaker is {joined}."
 
 
-def describe_speech(meta: dict, conditioned: bool) -> str:
-    """What stands in for the speech in a teacher's text prompt: the transcript, and if ``conditioned`` the
-    emotion and style in words (the paper's emotion-conditioned teacher)."""
-    text = f'"{meta["transcript"]}"'
-    if not conditioned:
-        return text
-    notes = []
-    if meta.get("emotion"):
-        notes.append(emotion_sentence(meta["emotion"]))
-    styles = marked_styles(meta.get("style"))
-    if styles:
-        notes.append(style_sentence(styles))
-    return f"{text} ({' '.join(notes)})" if notes else text
-
-
 @dataclass
 class Task:
     name: str

@@ -13,8 +13,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from datamodules.prompts import ChatPrompter
-from datamodules.tasks import Task, build_tasks, describe_speech
+from datamodules.prompts import ChatPrompter, Framing
+from datamodules.tasks import Task, build_tasks
 from datamodules.vocab import LABEL_SETS, label_class
 from lightning_modules.adapters import build_adapter
 from lightning_modules.encoders import build_encoder
@@ -30,14 +30,15 @@ FROZEN_PREFIX = "llm."
 def load_frozen_llm(cfg: DictConfig) -> FrozenLLM:
     model, tokenizer = load_causal_lm(cfg.llm.name, dtype=cfg.llm.dtype, trust_remote_code=cfg.llm.trust_remote_code,
                                       cache_dir=cfg.llm.cache_dir, tiny=OmegaConf.to_container(cfg.llm.tiny))
-    return FrozenLLM(model, ChatPrompter(tokenizer, cfg.llm.system_prompt), model_id=cfg.llm.name)
+    prompter = ChatPrompter(tokenizer, cfg.llm.system_prompt, Framing.from_recipe(cfg.prompt))
+    return FrozenLLM(model, prompter, model_id=cfg.llm.name)
 
 
 def check_teacher_alignment(tasks: dict[str, Task], prompter: ChatPrompter) -> None:
     """At start-up: every template whose targets come from a teacher pass over words must tokenise the words
     in the speech slot exactly where the student's speech goes; otherwise distillation is silently wrong."""
-    sample = describe_speech({"transcript": "I didn't expect to see you here.", "emotion": "surprised",
-                              "style": ["fast"]}, conditioned=True)
+    sample = prompter.framing.teacher_text({"transcript": "I didn't expect to see you here.", "emotion": "surprised",
+                                            "style": ["fast"]}, conditioned=True)
     for task in tasks.values():
         if task.target == "teacher" or task.kl_source == "online":
             for template in task.instructions:

@@ -215,6 +215,28 @@ class TeacherConfig:
 
 
 @dataclass
+class PromptConfig:
+    """How the words and the feeling are put to the frozen LLM (datamodules/prompts.py ``Framing``).
+
+    The teacher's user turn (in the speech slot of a task's template) is ``words`` then, for the conditioned
+    variant, ``cue`` around the emotion and style in words; the student hears the speech where the teacher read
+    them (``content: speech``), or reads the words and hears the speech where the teacher read the cue
+    (``content: transcript``). The system turn is ``llm.system_prompt``, the same for both.
+    """
+
+    version: str = "conversational-v1"  # stored with every teacher reply; the cue text itself keys the cache
+    words: str = "{transcript}"
+    cue: str = "({cue})"
+    emotion_cue: str = "I feel {emotion}."  # {emotion}: the adjective ("afraid")
+    style_cue: str = ""  # {styles}: the style phrases ("speaking slowly"); empty: the cue leaves styles out
+    content: str = "speech"  # speech | transcript
+    # content: transcript reads Whisper's transcript of each clip (prep/transcribe.py, cached in the shards), as
+    # inference gets it; corpus: the corpus's own transcripts (cheaper, but training then never sees ASR errors)
+    transcripts: str = "whisper"  # whisper | corpus
+    asr_model: Optional[str] = None  # None: encoder.name when that is a Whisper, else whisper-base
+
+
+@dataclass
 class QAGenerationConfig:
     """Method 2 (implicit): `paralign qa-generate` settings; with ``from_dir`` set, `paralign data` makes
     ``data.dir`` from the shards there (QA pairs added as ``<key>.qa.json``)."""
@@ -343,6 +365,7 @@ class Recipe:
     ctc: CTCConfig = field(default_factory=CTCConfig)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
     qa_generation: QAGenerationConfig = field(default_factory=QAGenerationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -553,7 +576,8 @@ def _check(cfg: DictConfig, where: Where) -> DictConfig:
         "encoder.layer_mix": ("weighted", "concat"), "adapter.type": ("stack", "conv"),
         "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
         "data.source": ("synth", "tiny", "shards", "import"), "data.features": ("auto", "logmel", "hf"),
-        "run.resume": ("auto", "never"),
+        "run.resume": ("auto", "never"), "prompt.content": ("speech", "transcript"),
+        "prompt.transcripts": ("whisper", "corpus"),
         "trainer.strategy": ("auto", "ddp", "fsdp"), "eval.judge": ("none", "local", "openai"),
         "eval.judge_mode": ("expected", "generate"), "eval.probe_fit": ("half", "train"),
         "eval.reference_variant": ("conditioned", "plain"), "eval.cascade": ("none", "transcript", "transcript+labels"),
@@ -568,6 +592,12 @@ def _check(cfg: DictConfig, where: Where) -> DictConfig:
             if value not in PROMPT_FIELDS:
                 raise RecipeError(f"{where(f'tasks.{name}.metadata.fields')}: tasks.{name}.metadata.fields[{i}]="
                                   f"{value!r} is not one of {', '.join(PROMPT_FIELDS)}")
+    for key, field_name in (("words", "transcript"), ("cue", "cue"), ("emotion_cue", "emotion"),
+                            ("style_cue", "styles")):
+        value = cfg.prompt[key]
+        if (value or key != "style_cue") and value.count("{" + field_name + "}") != 1:
+            raise RecipeError(f"{where(f'prompt.{key}')}: prompt.{key}={value!r} needs exactly one "
+                              f"{{{field_name}}}")
     if cfg.ctc.enabled and cfg.ctc.weight <= 0:
         raise RecipeError(f"{where('ctc.weight', 'ctc.enabled')}: ctc.weight={cfg.ctc.weight} must be positive when "
                           "ctc.enabled")

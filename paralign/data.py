@@ -28,6 +28,10 @@ def prepare_data(cfg: DictConfig) -> None:
             import_corpus_shards(cfg, Path(base))
         if needs_teacher(cfg):
             generate_teacher_replies(cfg, base)
+        if needs_transcripts(cfg):
+            from prep.transcribe import transcribe_shards
+
+            transcribe_shards(base, asr_model(cfg), cache_dir=cfg.encoder.cache_dir)
     if cfg.qa_generation.from_dir:
         from prep.qa_generate import generate_qa, is_current
 
@@ -57,6 +61,19 @@ def needs_teacher(cfg: DictConfig) -> bool:
     from datamodules.tasks import DEFAULT_TARGET
 
     return any(t.enabled and (t.target or DEFAULT_TARGET[name]) == "teacher" for name, t in cfg.tasks.items())
+
+
+def needs_transcripts(cfg: DictConfig) -> bool:
+    """Whether the recipe reads Whisper's transcripts: the student's words (``prompt.content: transcript``) or a
+    cascade's."""
+    return cfg.prompt.transcripts == "whisper" and (cfg.prompt.content == "transcript" or cfg.eval.cascade != "none")
+
+
+def asr_model(cfg: DictConfig) -> str:
+    """The Whisper that transcribes: ``prompt.asr_model``, else the recipe's Whisper encoder, else whisper-base."""
+    if cfg.prompt.asr_model:
+        return cfg.prompt.asr_model
+    return cfg.encoder.name if cfg.encoder.type == "whisper" else "whisper-base"
 
 
 def shard_sources(cfg: DictConfig) -> dict[str, list | None]:

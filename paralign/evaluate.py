@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from datamodules.datamodule import ShardDataModule
 from datamodules.features import build_features
-from datamodules.tasks import Task, describe_speech
+from datamodules.tasks import Task
 from datamodules.vocab import LABEL_SETS
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.checkpoint_io import read_checkpoint
@@ -59,10 +59,17 @@ def split_loader(cfg: DictConfig, model: SpeechLLM, split: str, tasks: list[str]
 
 @torch.no_grad()
 def cascade_replies(model: SpeechLLM, batch: dict[str, Any], with_labels: bool) -> list[str]:
-    """A cascade reference: the clip's transcript (and, ``with_labels``, its emotion and style in words) typed
-    into the speech slot of the same prompt, generated with the same settings as the speech model."""
+    """A cascade reference: the clip's words (Whisper's, or the corpus's: ``prompt.transcripts``) and, with
+    ``with_labels``, the cue of its true emotion and style, typed into the speech slot of the same prompt,
+    generated with the same settings as the speech model."""
     llm = model.llm
-    words = [llm.prompter.encode(describe_speech(meta, with_labels)) for meta in batch["meta"]]
+    framing = llm.prompter.framing
+    if any(w is None for w in batch["words"]):
+        raise ValueError("a cascade reads Whisper's transcripts (<key>.asr.json, made by `paralign data`); these "
+                         "shards have none: run `paralign data`, or set prompt.transcripts=corpus")
+    texts = [framing.cascade_text(words, *((meta.get("emotion"), meta.get("style")) if with_labels else ()))
+             for words, meta in zip(batch["words"], batch["meta"])]
+    words = [llm.prompter.encode(text) for text in texts]
     lens = torch.tensor([len(w) for w in words])
     ids = torch.full((len(words), int(lens.max())), llm.pad_id, dtype=torch.long)
     for i, w in enumerate(words):
@@ -87,7 +94,7 @@ def generation_records(model: SpeechLLM, batch: dict[str, Any], cascade: str = "
         records.append({
             "id": batch["keys"][i], "task": batch["task"][i], "prompt": batch["template"][i], "reply": reply,
             "reference": batch["target_text"][i], "emotion": meta.get("emotion"), "style": meta.get("style") or [],
-            "transcript": meta.get("transcript"), "speaker": meta.get("speaker"),
+            "transcript": meta.get("transcript"), "heard": batch["words"][i], "speaker": meta.get("speaker"),
             "question_type": (batch.get("question_type") or [None] * len(replies))[i],
         })
     return records
@@ -159,6 +166,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
 
     ``ckpt`` None: a cascade reference (``eval.cascade``), the frozen LLM reading words; ``run_dir`` is then needed.
     """
+    from paralign.evaluation.reply_emotion import reply_emotion_metrics
     from paralign.evaluation.report import write_report
     from paralign.evaluation.scoring import compute_metrics
 
@@ -185,8 +193,10 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     with gen_path.open("a") as sink, torch.no_grad():
         for task in tasks:
             clips_seen: set[str] = set()
-            for batch in tqdm(split_loader(cfg, model, cfg.eval.split, [task]), desc=f"evaluating {task}",
-                              unit="batch"):
+            # every clip gets a response (the reply emotion measure needs no cached teacher reply; ROUGE-L and
+            # similarity are scored where one exists)
+            loader = split_loader(cfg, model, cfg.eval.split, [task], need_target=task != "response")
+            for batch in tqdm(loader, desc=f"evaluating {task}", unit="batch"):
                 if cascade == "none":  # the probe's pooled tokens, once per clip (a cascade has none)
                     speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
                     for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
@@ -204,6 +214,14 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     judge = build_judge(cfg, model, out / "judge_cache.jsonl")
     metrics = compute_metrics(records, judge=judge)
     fit_on = pooled_tokens(cfg, model, "train") if cfg.eval.probe_fit == "train" and pooled else None
+    g = cfg.generation
+    reply = reply_emotion_metrics(model.llm, records, out, max_new_tokens=g.max_new_tokens,
+                                  temperature=g.temperature, top_p=g.top_p, seed=cfg.seed)
+    if reply:  # in the response task's table (report, eval-compare, the end-of-training print)
+        metrics["tasks"]["response"]["metrics"].update(reply_emotion_accuracy=reply["model"],
+                                                       reply_emotion_blind=reply["blind"],
+                                                       reply_emotion_ceiling=reply["ceiling"])
+        metrics["reply_emotion"] = reply
     metrics["probe"] = probe_accuracies(pooled, fit_on)
     if pooled:  # a cascade has no speech tokens to probe
         metrics["probe"]["fitted_on"] = "train split" if fit_on is not None else "half of the evaluated clips"
@@ -231,13 +249,19 @@ def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tu
     return pooled
 
 
-def showcase_records(cfg: DictConfig, model: SpeechLLM) -> list[dict[str, Any]]:
-    """Response-task replies for the showcase split (the same sentences spoken in several emotions)."""
+def showcase_records(cfg: DictConfig, model: SpeechLLM, out: Path) -> list[dict[str, Any]]:
+    """Response-task replies for the showcase split (the same sentences spoken in several emotions), each with
+    the teacher's reply to its words under its emotion's cue (``teacher``: what the model aims at)."""
+    from paralign.evaluation.reply_emotion import teacher_replies
+
     records: list[dict[str, Any]] = []
     with torch.no_grad():
         # replies only: a showcase clip needs no cached teacher reply (teacher.share may leave it out)
         for batch in split_loader(cfg, model, cfg.eval.showcase_split, ["response"], need_target=False):
             records += generation_records(model, batch)
+        labelled = [r for r in records if r.get("emotion") and r.get("transcript")]
+        for r, reply in zip(labelled, teacher_replies(model.llm, labelled, out, cfg.generation.max_new_tokens)):
+            r["teacher"] = reply
     return records
 
 

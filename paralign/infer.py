@@ -100,28 +100,47 @@ class Answer:
     path: str
     reply: str | None = None
     error: str | None = None  # why the file got no reply (one line naming it)
+    heard: str | None = None  # Whisper's transcript, where the model reads the words (prompt.content: transcript)
 
 
 def answer_batches(model: SpeechLLM, cfg: DictConfig, audio: list[str], template: str,
                    metadata: MetadataFor | None = None, batch_size: int = 8, **generation) -> Iterator[list[Answer]]:
     """The answers to ``audio``, in order, one batch of ``batch_size`` files at a time: memory stays bounded and
     replies come as they are ready. A file that cannot be asked about gets its error; the rest are answered.
-    ``metadata``: the text shown next to each clip's speech (method 2, explicit)."""
+    ``metadata``: the text shown next to each clip's speech (method 2, explicit). A model that reads the words
+    (``prompt.content: transcript``) gets Whisper's transcript of each file, made here as in training."""
     features = build_features(cfg)
+    transcriber = None
+    if model.llm.prompter.framing.content == "transcript":
+        from lightning_modules.whisper_transcriber import WhisperTranscriber
+        from paralign.data import asr_model
+
+        transcriber = WhisperTranscriber.load(asr_model(cfg), cfg.encoder.cache_dir, batch_size=batch_size)
     for start in range(0, len(audio), batch_size):
-        yield _answer_batch(model, cfg, audio[start:start + batch_size], template, metadata, features, generation)
+        yield _answer_batch(model, cfg, audio[start:start + batch_size], template, metadata, features, generation,
+                            transcriber)
 
 
 def _answer_batch(model: SpeechLLM, cfg: DictConfig, paths: list[str], template: str,
-                  metadata: MetadataFor | None, features: Callable, generation: dict) -> list[Answer]:
-    answers, examples = [Answer(path) for path in paths], []
+                  metadata: MetadataFor | None, features: Callable, generation: dict,
+                  transcriber: Callable[[list[np.ndarray]], list[str]] | None = None) -> list[Answer]:
+    answers, waves = [Answer(path) for path in paths], []
     for answer in answers:
         try:
-            wave = load_wave(answer.path, cfg.data.sample_rate)
+            waves.append(load_wave(answer.path, cfg.data.sample_rate))
         except InferenceError as err:
             answer.error = str(err)
-            continue
-        parts = model.llm.prompter.prompt_parts(with_metadata(template, metadata(wave)) if metadata else template)
+    readable = [a for a in answers if a.error is None]
+    if transcriber is not None and waves:
+        for answer, words in zip(readable, transcriber(waves)):
+            answer.heard = words
+    examples = []
+    framing = model.llm.prompter.framing
+    for answer, wave in zip(readable, waves):
+        user = with_metadata(template, metadata(wave)) if metadata else template
+        if answer.heard is not None:
+            user = framing.student_template(user, answer.heard)
+        parts = model.llm.prompter.prompt_parts(user)
         examples.append({"key": str(len(examples)), "features": features(wave), "prefix": parts.prefix,
                          "suffix": parts.suffix})
     replies = iter(model.generate(pad_features(examples), **generation) if examples else [])

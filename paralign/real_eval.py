@@ -36,17 +36,27 @@ def real_shards(cfg: DictConfig) -> Path | None:
         return None
     if any(root.glob("*.tar")):
         return root
+    out = Path(f"{cfg.data.dir.rstrip('/')}-real") / cfg.eval.real_eval_corpus
+    _import(cfg, root, out)
+    from paralign.data import asr_model, needs_transcripts
+
+    if needs_transcripts(cfg):  # the model reads the words: Whisper's, as in training
+        from prep.transcribe import transcribe_shards
+
+        transcribe_shards(out, asr_model(cfg), cache_dir=cfg.encoder.cache_dir)
+    return out
+
+
+def _import(cfg: DictConfig, root: Path, out: Path) -> None:
     from datamodules.shard_writer import write_shards
     from prep.importers import import_corpus
 
-    out = Path(f"{cfg.data.dir.rstrip('/')}-real") / cfg.eval.real_eval_corpus
     keep = trained_emotions(cfg)
     records = (dict(r, split=SPLIT) for r in import_corpus(cfg.eval.real_eval_corpus, root)
                if not keep or r.get("emotion") in keep)
     summary = write_shards(records, out, split=SPLIT, target_sr=cfg.data.sample_rate)
     if not summary.kept and not summary.already_written:
         raise ValueError(f"eval.real_eval={root}: no clip could be imported (see {out / 'rejects.jsonl'})")
-    return out
 
 
 def evaluate_real(cfg: DictConfig, model: SpeechLLM, run_dir: Path) -> dict[str, Any] | None:

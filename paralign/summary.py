@@ -27,6 +27,12 @@ def print_headline(metrics: dict[str, Any]) -> None:
         f"{probe.get('emotion') if probe.get('emotion') is None else round(probe['emotion'], 3)}"
         f" (fitted on {probe.get('fitted_on', 'half of the evaluated clips')})",
         f"  response ROUGE-L vs the emotion-aware text replies:  {_estimate(metrics, 'response', 'rougeL')}",
+        f"  response semantic similarity to those replies:       "
+        f"{_estimate(metrics, 'response', 'semantic_similarity')}",
+        f"  reply emotion accuracy (words held fixed):           "
+        f"{_estimate(metrics, 'response', 'reply_emotion_accuracy')}",
+        f"    controls: emotion-blind reply {_estimate(metrics, 'response', 'reply_emotion_blind')}; "
+        f"teacher's own ceiling {_estimate(metrics, 'response', 'reply_emotion_ceiling')}",
         f"  asr WER:                                              {_estimate(metrics, 'asr', 'wer')}",
     ]
     print("\n".join(lines))
@@ -53,11 +59,15 @@ def print_showcase(records: list[dict[str, Any]]) -> None:
         if (r["transcript"], r["emotion"]) not in seen:
             seen.add((r["transcript"], r["emotion"]))
             by_sentence[r["transcript"]].append(r)
-    print("\nshowcase: the frozen LLM's reply to each recording (it never sees the emotion in text)")
+    print("\nshowcase: the frozen LLM's reply to each recording (it never sees the emotion in text), and below it "
+          "the teacher's reply to the words with that emotion as the cue (what it aims at)")
     for sentence, rows in by_sentence.items():
-        print(f'\n  "{sentence}"')
+        heard = rows[0].get("heard")
+        print(f'\n  "{sentence}"' + (f'  (Whisper heard: "{heard}")' if heard and heard != sentence else ""))
         for r in sorted(rows, key=lambda x: x["emotion"] or ""):
             print(f"    [{r['emotion']:>9} voice] {r['reply'].strip()[:160]}")
+            if r.get("teacher"):
+                print(f"    {'teacher':>17}: {r['teacher'].strip()[:160]}")
 
 
 def evaluate_and_print(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path) -> None:
@@ -70,7 +80,7 @@ def evaluate_and_print(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | 
     model = load_trained(cfg, ckpt) if ckpt is not None else None  # once, for all three
     print_headline(evaluate(cfg, ckpt, run_dir, model=model))
     if model is not None and cfg.eval.showcase_split:
-        print_showcase(showcase_records(cfg, model))
+        print_showcase(showcase_records(cfg, model, run_dir / "eval"))
     print(f"evaluation report: {run_dir / 'eval' / 'report.md'}")
     real = evaluate_real(cfg, model, run_dir) if model is not None else None
     if real:

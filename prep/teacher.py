@@ -2,7 +2,8 @@
 
 For every clip, task (``teacher.tasks``) and variant (``conditioned``: transcript plus emotion/style in words;
 ``plain``: transcript only) the teacher prompt is the task's first instruction template with the speech slot filled
-by words, tokenised exactly as the student's prompt around the speech span. Identical prompts (many clips share a
+by words (the recipe's ``prompt`` framing: ``Framing.teacher_text``), tokenised exactly as the student's prompt
+around the speech span. Identical prompts (many clips share a
 sentence and an emotion) are generated once, in length-sorted left-padded batches with the KV cache. Every finished
 batch is appended to ``teacher_cache.jsonl`` in the output folder, so a cut run resumes without regenerating; the
 replies then go into every sample as ``<key>.teacher.json`` (merged with what the clip already holds).
@@ -29,7 +30,7 @@ from transformers import GenerationConfig
 from datamodules.metadata import with_metadata
 from datamodules.shard_writer import rewrite_shards, shard_files
 from datamodules.tar_samples import iter_tar_samples
-from datamodules.tasks import DEFAULT_INSTRUCTIONS, describe_speech
+from datamodules.tasks import DEFAULT_INSTRUCTIONS
 from lightning_modules.frozen_llm import FrozenLLM
 from prep.jsonl_cache import append_cache, read_cache
 
@@ -42,10 +43,11 @@ VARIANTS = ("conditioned", "plain")
 # ---- generation ----------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def generate_batch(llm: FrozenLLM, prompts: list[list[int]], max_new_tokens: int,
-                   do_sample: bool = False) -> list[list[int]]:
+                   do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0) -> list[list[int]]:
     """Reply token ids for a batch of prompt ids: left-padded, KV cache on, each cut before its end-of-turn token.
 
-    Greedy unless ``do_sample`` (then plain sampling at temperature 1 over the whole vocabulary).
+    Greedy unless ``do_sample`` (then sampling at ``temperature`` from the ``top_p`` nucleus; the defaults: plain
+    sampling over the whole vocabulary).
     """
     device = llm.model.device
     width = max(map(len, prompts))
@@ -56,7 +58,8 @@ def generate_batch(llm: FrozenLLM, prompts: list[list[int]], max_new_tokens: int
         mask[i, width - len(p):] = 1
     # A config of our own, not the model's generation_config: the settings stored with each reply are all there is.
     settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=llm.eos_id,
-                                pad_token_id=llm.pad_id, use_cache=True, top_k=0 if do_sample else None)
+                                pad_token_id=llm.pad_id, use_cache=True, top_k=0 if do_sample else None,
+                                **({"temperature": temperature, "top_p": top_p} if do_sample else {}))
     out = llm.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=settings)
     replies = []
     for row in out[:, width:].tolist():
@@ -65,13 +68,14 @@ def generate_batch(llm: FrozenLLM, prompts: list[list[int]], max_new_tokens: int
 
 
 def generate_sorted(llm: FrozenLLM, prompts: list[list[int]], batch_size: int, max_new_tokens: int,
-                    do_sample: bool = False) -> Iterator[tuple[list[int], list[list[int]]]]:
+                    do_sample: bool = False, temperature: float = 1.0,
+                    top_p: float = 1.0) -> Iterator[tuple[list[int], list[list[int]]]]:
     """Generate in batches of similar-length prompts (little padding); yields (indices into ``prompts``, reply
     ids) per batch."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        yield idx, generate_batch(llm, [prompts[i] for i in idx], max_new_tokens, do_sample)
+        yield idx, generate_batch(llm, [prompts[i] for i in idx], max_new_tokens, do_sample, temperature, top_p)
 
 
 @torch.no_grad()
@@ -109,8 +113,9 @@ def teacher_templates(cfg: DictConfig) -> dict[str, str]:
 
 def generation_settings(cfg: DictConfig) -> dict[str, Any]:
     """What is stored with every reply, besides the prompt and the model id."""
+    # the framing's version keys the cache beside the prompt tokens: a reworded framing is a new set of replies
     settings = {"max_new_tokens": int(cfg.teacher.max_new_tokens), "do_sample": bool(cfg.teacher.do_sample),
-                "dtype": cfg.llm.dtype, "topk": int(cfg.teacher.topk)}
+                "dtype": cfg.llm.dtype, "topk": int(cfg.teacher.topk), "framing": cfg.prompt.version}
     if cfg.teacher.do_sample:
         settings.update(temperature=1.0, seed=int(cfg.seed))
     return settings
@@ -163,10 +168,10 @@ def _plan(llm: FrozenLLM, shards: list[Path], templates: dict[str, str], variant
                 entries = plan.entries.setdefault(key, {})
                 for task, template in templates.items():
                     if template not in checked:  # once per template: raises if the chat template splits badly
-                        prompter.check_alignment(template, describe_speech(meta, True))
+                        prompter.check_alignment(template, prompter.framing.teacher_text(meta, True))
                         checked.add(template)
                     for variant in variants:
-                        speech_text = describe_speech(meta, variant == "conditioned")
+                        speech_text = prompter.framing.teacher_text(meta, variant == "conditioned")
                         ids = prompter.text_prompt_ids(template, speech_text)
                         h = prompt_hash(llm.model_id, settings, ids)
                         if h not in plan.prompts:

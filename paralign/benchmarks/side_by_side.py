@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from datamodules.examples import ExampleBuilder, collate
 from datamodules.features import LogMel, build_features
-from datamodules.tasks import build_tasks, describe_speech
+from datamodules.tasks import build_tasks
 from lightning_modules.frozen_llm import FrozenLLM
 from lightning_modules.speech_llm import SpeechLLM, load_frozen_llm
 from paralign.benchmarks.timing import interleaved_timings
@@ -67,7 +67,8 @@ def synthetic_clips(count: int, seconds: float, seed: int = 0, features: Callabl
 def add_teacher_topk(llm: FrozenLLM, clips: list[dict], template: str, k: int) -> None:
     """Store in each clip's conditioned response entry the teacher's top-k (ids, log-probs) per reply token, from
     one pass of the frozen LLM over the text prompt, exactly as ``paralign teacher`` caches them in the shards."""
-    prompts = [llm.prompter.text_prompt_ids(template, describe_speech(c["meta"], True)) for c in clips]
+    framing = llm.prompter.framing
+    prompts = [llm.prompter.text_prompt_ids(template, framing.teacher_text(c["meta"], True)) for c in clips]
     entries = [c["teacher"]["response"]["conditioned"] for c in clips]
     targets = [llm.prompter.reply_ids(e["reply"]) for e in entries]
     for entry, topk in zip(entries, reply_topk(llm, prompts, targets, k)):

@@ -84,7 +84,8 @@ def _print_answers(batches: Iterable[list[Answer]], total: int) -> int:
         for batch in batches:
             for answer in batch:
                 if answer.error is None:
-                    _write(f"{answer.path}: {answer.reply.strip()}", sys.stdout)
+                    heard = f' (heard: "{answer.heard}")' if answer.heard is not None else ""
+                    _write(f"{answer.path}{heard}: {answer.reply.strip()}", sys.stdout)
                 else:
                     _write(f"error: {answer.error}", sys.stderr)
                     failed += 1

@@ -28,6 +28,11 @@ METRIC_HELP: dict[str, str] = {
     "rougeL": "ROUGE-L F: longest-common-subsequence overlap of the reply with the teacher reply, 0-1",
     "semantic_similarity": "cosine of MiniLM sentence embeddings of the reply and the teacher reply "
                            "(closer in meaning = higher)",
+    "reply_emotion_accuracy": "share of responses whose emotion, read off the reply with the words held fixed (the "
+                              "emotion under whose cue the frozen LLM finds the reply likeliest), is the clip's "
+                              "true emotion; chance is 1 / the number of emotions",
+    "reply_emotion_blind": "the same for the LLM's reply to the words alone (no voice, no cue): the floor",
+    "reply_emotion_ceiling": "the same for a second, sampled teacher reply under the true cue: the ceiling",
     "wer": "word error rate of the asr task: word edits / reference words over the whole set (lower is better)",
     "judge": "mean LLM-judge score, 0-100, for fitting what was said AND how the speaker felt "
              "(unparsable judge answers are left out and counted)",

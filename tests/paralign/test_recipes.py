@@ -101,13 +101,13 @@ def test_cascade_words_go_where_the_speech_goes():
     from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
     torch.manual_seed(0)
-    model = SpeechLLM(tiny_cfg({"emotion": {}}, generation={"max_new_tokens": 6}))
+    model = SpeechLLM(tiny_cfg({"emotion": {}}, generation={"max_new_tokens": 6}, prompt={"transcripts": "corpus"}))
     batch = batch_for(model, [make_clip(0, 100, "sad"), make_clip(1, 140, "happy")])
     replies = cascade_replies(model, batch, with_labels=True)
-    from datamodules.tasks import describe_speech
     from prep.teacher import generate_batch
 
     prompter = model.llm.prompter
-    ids = [prompter.text_prompt_ids(t, describe_speech(m, True)) for t, m in zip(batch["template"], batch["meta"])]
+    ids = [prompter.text_prompt_ids(t, prompter.framing.teacher_text(m, True))
+           for t, m in zip(batch["template"], batch["meta"])]
     expected = [prompter.tokenizer.decode(r, skip_special_tokens=True) for r in generate_batch(model.llm, ids, 6)]
     assert [r.strip() for r in replies] == [e.strip() for e in expected]

@@ -14,7 +14,7 @@ import torch
 import prep.teacher as teacher_mod
 from datamodules.shard_writer import shard_files, write_shards
 from datamodules.tar_samples import iter_tar_samples
-from datamodules.tasks import describe_speech, emotion_sentence, style_sentence
+from datamodules.vocab import EMOTION_ADJECTIVE
 from lightning_modules.speech_llm import load_frozen_llm
 from paralign.benchmarks.teacher import bench_prompts, teacher_throughput
 from paralign.commands import teacher as teacher_cmd
@@ -86,7 +86,7 @@ def samples(folder: Path) -> dict[str, dict]:
 
 
 def reply_alone(llm, template: str, meta: dict, conditioned: bool, max_new_tokens: int = 6) -> str:
-    ids = llm.prompter.text_prompt_ids(template, describe_speech(meta, conditioned))
+    ids = llm.prompter.text_prompt_ids(template, llm.prompter.framing.teacher_text(meta, conditioned))
     return _generate_alone(llm, tuple(ids), max_new_tokens)
 
 
@@ -200,15 +200,23 @@ def test_topk_positions_follow_the_target_tokens(llm):
         assert [row[0] for row in tk["ids"][:-1]] == reply and len(tk["ids"]) == len(reply) + 1
 
 
-def test_conditioned_and_plain_prompts_differ_by_the_emotion_and_style_words(llm, shards):
-    generate_teacher_replies(recipe(), shards, llm=llm)
+def test_conditioned_and_plain_prompts_differ_by_the_recipes_cue(llm, shards):
+    # the recipe's framing (prompt.*) writes the cue: here the emotion and the styles, in brackets after the words
+    cfg = recipe("prompt.cue=[{cue}]", "prompt.emotion_cue=I feel {emotion}.", "prompt.style_cue=I am {styles}.")
+    generate_teacher_replies(cfg, shards, llm=llm)
     styled = [s for s in samples(shards).values() if s["meta"]["style"] == ["whispered", "fast"]]
     assert len(styled) == 1
     meta, entries = styled[0]["meta"], styled[0]["teacher"]["response"]
-    words = f" ({emotion_sentence(meta['emotion'])} {style_sentence(['whispered', 'fast'])})"
-    quoted = f'"{meta["transcript"]}"'
-    assert entries["conditioned"]["prompt"] == entries["plain"]["prompt"].replace(quoted, quoted + words)
-    assert "whispering and speaking fast" in words
+    cue = f" [I feel {EMOTION_ADJECTIVE[meta['emotion']]}. I am whispering and speaking fast.]"
+    words = meta["transcript"]
+    assert entries["conditioned"]["prompt"] == entries["plain"]["prompt"].replace(words, words + cue)
+    assert entries["conditioned"]["generation"]["framing"] == cfg.prompt.version
+
+
+def test_a_new_framing_version_asks_the_teacher_again(llm, shards):
+    first = generate_teacher_replies(recipe(), shards, llm=llm)
+    again = generate_teacher_replies(recipe("prompt.version=another"), shards, llm=llm)
+    assert first.unique_prompts == again.unique_prompts and again.from_cache == 0
 
 
 @pytest.mark.slow

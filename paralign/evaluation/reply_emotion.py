@@ -1,0 +1,148 @@
+"""Reply emotion accuracy: does a reply answer how it was said, the words held fixed?
+
+A reply is assigned the emotion under whose cue the frozen LLM (the teacher) finds it likeliest: for a clip with
+words w and a reply r, ``argmax_e log P(r | w, cue(e))`` over the corpus's emotions, with the prompt the teacher
+uses (``Framing.text``) and the clip's own transcript in every candidate. The likelihood is used rather than the
+nearest of six sampled teacher replies (sentence embeddings): it scores against the teacher's whole reply
+distribution under each cue, needs no generation (six forward passes a reply), and a reply that echoes the words
+gains nothing, since the words are the same under every cue.
+
+Beside the model's figure, two controls scored the same way (both cached in the evaluation folder):
+- **blind**: the LLM's reply to the words alone, no cue (chance is its floor: the same reply for every emotion);
+- **ceiling**: a second, sampled teacher reply under the true cue (how well the measure can tell at all).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm import tqdm
+
+from datamodules.tasks import DEFAULT_INSTRUCTIONS
+from datamodules.vocab import EMOTIONS
+from lightning_modules.frozen_llm import FrozenLLM
+from prep.jsonl_cache import append_cache, read_cache
+from scoring import metrics as M
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = DEFAULT_INSTRUCTIONS["response"][0]
+CACHE_NAME = "reply_controls.jsonl"
+
+
+@torch.no_grad()
+def cue_loglik(llm: FrozenLLM, words: Sequence[str], replies: Sequence[str], emotions: Sequence[str],
+               batch_size: int = 48) -> torch.Tensor:
+    """``[len(replies), len(emotions)]``: log P(reply | its words with each emotion's cue) under the frozen LLM."""
+    prompter, framing = llm.prompter, llm.prompter.framing
+    rows = [(i, k) for i in range(len(replies)) for k in range(len(emotions))]
+    out = torch.zeros(len(replies), len(emotions))
+    for start in tqdm(range(0, len(rows), batch_size), desc="reply emotion: scoring", unit="batch",
+                      disable=len(rows) <= batch_size):
+        chunk = rows[start:start + batch_size]
+        prompts = [prompter.text_prompt_ids(TEMPLATE, framing.text(words[i], emotions[k])) for i, k in chunk]
+        targets = [prompter.reply_ids(replies[i]) for i, _ in chunk]
+        logits, labels, which = llm.text_label_logits(prompts, targets)
+        token_lp = logits.log_softmax(-1).gather(-1, labels[:, None])[:, 0].cpu()
+        totals = torch.zeros(len(chunk)).index_add_(0, which.cpu(), token_lp)
+        for (i, k), value in zip(chunk, totals.tolist()):
+            out[i, k] = value
+    return out
+
+
+def assign_emotions(llm: FrozenLLM, words: Sequence[str], replies: Sequence[str],
+                    emotions: Sequence[str]) -> list[str]:
+    """The emotion whose cue makes each reply likeliest (words held fixed)."""
+    if not replies:
+        return []
+    best = cue_loglik(llm, words, replies, emotions).argmax(dim=1)
+    return [emotions[k] for k in best.tolist()]
+
+
+def _generate(llm: FrozenLLM, prompts: dict[str, list[int]], cache_path: Path, max_new_tokens: int,
+              sample: dict[str, float] | None, desc: str) -> dict[str, str]:
+    """Replies of the frozen LLM to ``prompts`` (cache key -> ids), taken from / appended to the cache."""
+    from prep.teacher import generate_sorted
+
+    cache = read_cache(cache_path)
+    todo = [h for h in prompts if h not in cache]
+    if todo:
+        if sample:
+            torch.manual_seed(int(sample["seed"]))
+        for idx, reply_ids in tqdm(generate_sorted(llm, [prompts[h] for h in todo], 64, max_new_tokens,
+                                                   do_sample=bool(sample),
+                                                   temperature=(sample or {}).get("temperature", 1.0),
+                                                   top_p=(sample or {}).get("top_p", 1.0)),
+                                   desc=desc, unit="batch", total=-(-len(todo) // 64)):
+            new = {todo[i]: {"reply": llm.prompter.tokenizer.decode(r, skip_special_tokens=True).strip()}
+                   for i, r in zip(idx, reply_ids)}
+            append_cache(cache_path, new)
+            cache.update(new)
+    return {h: cache[h]["reply"] for h in prompts}
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def control_replies(llm: FrozenLLM, items: list[dict], out: Path, max_new_tokens: int, temperature: float,
+                    top_p: float, seed: int) -> tuple[list[str], list[str]]:
+    """(blind, ceiling) reply per item: the words alone (greedy), and a sampled reply under the true cue."""
+    prompter, framing = llm.prompter, llm.prompter.framing
+    version = [llm.model_id, framing.version, prompter.system_prompt, max_new_tokens]
+    blind_prompts = {_key(version, "blind", it["transcript"]):
+                     prompter.text_prompt_ids(TEMPLATE, framing.said(it["transcript"])) for it in items}
+    sample = {"temperature": temperature, "top_p": top_p, "seed": seed}
+    ceiling_prompts = {_key(version, "ceiling", sample, it["id"]):
+                       prompter.text_prompt_ids(TEMPLATE, framing.text(it["transcript"], it["emotion"]))
+                       for it in items}
+    blind = _generate(llm, blind_prompts, out / CACHE_NAME, max_new_tokens, None, "reply emotion: blind control")
+    ceiling = _generate(llm, ceiling_prompts, out / CACHE_NAME, max_new_tokens, sample,
+                        "reply emotion: teacher ceiling")
+    return ([blind[_key(version, "blind", it["transcript"])] for it in items],
+            [ceiling[_key(version, "ceiling", sample, it["id"])] for it in items])
+
+
+def teacher_replies(llm: FrozenLLM, items: list[dict], out: Path, max_new_tokens: int) -> list[str]:
+    """The teacher's greedy reply to each item's words under its emotion's cue (what the model aims at)."""
+    prompter, framing = llm.prompter, llm.prompter.framing
+    version = [llm.model_id, framing.version, prompter.system_prompt, max_new_tokens]
+    keys = [_key(version, "teacher", it["transcript"], it["emotion"]) for it in items]
+    prompts = {k: prompter.text_prompt_ids(TEMPLATE, framing.text(it["transcript"], it["emotion"]))
+               for k, it in zip(keys, items)}
+    replies = _generate(llm, prompts, out / CACHE_NAME, max_new_tokens, None, "teacher replies")
+    return [replies[k] for k in keys]
+
+
+def reply_emotion_metrics(llm: FrozenLLM, records: Sequence[dict], out: Path, *, max_new_tokens: int,
+                          temperature: float, top_p: float, seed: int, n_boot: int = 1000) -> dict[str, Any] | None:
+    """Reply emotion accuracy of the response task's replies, with the blind and ceiling controls (each with a
+    95 % bootstrap interval); None when no response reply has an emotion label and a transcript."""
+    items = [r for r in records if r.get("task") == "response" and r.get("emotion") in EMOTIONS
+             and (r.get("transcript") or "").strip()]
+    if not items:
+        return None
+    emotions = [e for e in EMOTIONS if any(it["emotion"] == e for it in items)]
+    if len(emotions) < 2:
+        return None
+    words = [it["transcript"] for it in items]
+    truth = [it["emotion"] for it in items]
+    blind, ceiling = control_replies(llm, items, out, max_new_tokens, temperature, top_p, seed)
+    result: dict[str, Any] = {"emotions": emotions, "chance": 1 / len(emotions), "n": len(items),
+                              "method": "frozen-LLM likelihood of the reply under each emotion's cue"}
+    predicted: dict[str, list[str]] = {}
+    for name, replies in (("model", [it["reply"] for it in items]), ("blind", blind), ("ceiling", ceiling)):
+        predicted[name] = assign_emotions(llm, words, replies, emotions)
+        correct = [float(p == t) for p, t in zip(predicted[name], truth)]
+        result[name] = M.bootstrap_ci(correct, n=n_boot, seed=seed)
+    result["confusion"] = M.confusion_matrix(predicted["model"], truth, emotions)
+    result["examples"] = [{"id": it["id"], "emotion": it["emotion"], "reply": it["reply"], "assigned": p,
+                           "blind": b, "ceiling": c}
+                          for it, p, b, c in list(zip(items, predicted["model"], blind, ceiling))[:6]]
+    log.info("reply emotion accuracy %.3f (blind %.3f, ceiling %.3f, chance %.3f, n=%d)", result["model"]["value"],
+             result["blind"]["value"], result["ceiling"]["value"], result["chance"], len(items))
+    return result
