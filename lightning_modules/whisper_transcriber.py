@@ -25,6 +25,7 @@ class WhisperTranscriber:
     def __init__(self, model, extractor, *, max_new_tokens: int = 96, batch_size: int = 32,
                  language: str | None = "en", pad_seconds: float = 1.0) -> None:
         self.model = model.eval()
+        self.model.generation_config.max_length = None  # each batch's max_new_tokens bounds the transcript
         self.extractor = extractor
         self.encoder = WhisperSpeechEncoder(model.get_encoder(), layer=len(model.get_encoder().layers)).eval()
         self.max_new_tokens = max_new_tokens

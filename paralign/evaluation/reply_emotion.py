@@ -146,3 +146,39 @@ def reply_emotion_metrics(llm: FrozenLLM, records: Sequence[dict], out: Path, *,
     log.info("reply emotion accuracy %.3f (blind %.3f, ceiling %.3f, chance %.3f, n=%d)", result["model"]["value"],
              result["blind"]["value"], result["ceiling"]["value"], result["chance"], len(items))
     return result
+
+
+def framing_check(cfg, split: str, sentences: int, out: Path) -> dict[str, Any]:
+    """The recipe's framing on text alone: the teacher's greedy reply to each of the first ``sentences``
+    sentences of ``split`` (in ``data.dir``) under each emotion of the corpus as the cue, scored by
+    :func:`reply_emotion_metrics` (its controls: the words alone, a sampled reply), and the share of replies that
+    talk about "the speaker" rather than to them."""
+    from datamodules.shard_writer import iter_shard_metadata, shard_files
+    from lightning_modules.speech_llm import load_frozen_llm
+
+    shards = shard_files(cfg.data.dir, split)
+    if not shards:
+        raise FileNotFoundError(f"no {split} shards in data.dir={cfg.data.dir}: build them (paralign data)")
+    texts: list[str] = []
+    emotions: set[str] = set()
+    for _, meta in iter_shard_metadata(shards):
+        if meta.get("emotion") in EMOTIONS:
+            emotions.add(meta["emotion"])
+        if (meta.get("transcript") or "").strip() and meta["transcript"] not in texts:
+            texts.append(meta["transcript"])
+    items = [{"id": f"{i}-{e}", "transcript": t, "emotion": e}
+             for i, t in enumerate(texts[:sentences]) for e in EMOTIONS if e in emotions]
+    llm = load_frozen_llm(cfg).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    g = cfg.generation
+    replies = teacher_replies(llm, items, out, g.max_new_tokens)
+    records = [dict(it, task="response", reply=r) for it, r in zip(items, replies)]
+    result = reply_emotion_metrics(llm, records, out, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                                   top_p=g.top_p, seed=cfg.seed)
+    if result is None:
+        raise ValueError(f"the {split} split has fewer than two emotions with transcripts")
+    result["speaker_commentary"] = sum("speaker" in r.lower() for r in replies) / len(replies)
+    result["framing"] = {"system": llm.prompter.system_prompt, "example": llm.prompter.framing.text(texts[0], "sad"),
+                         "version": llm.prompter.framing.version}
+    result["examples"] = [dict(it, reply=r) for it, r in zip(items, replies)][:2 * len(emotions)]
+    return result
