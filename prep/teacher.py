@@ -28,6 +28,7 @@ from tqdm import tqdm
 from transformers import GenerationConfig
 
 from datamodules.metadata import with_metadata
+from datamodules.prompts import ChatPrompter, Framing
 from datamodules.shard_writer import rewrite_shards, shard_files
 from datamodules.tar_samples import iter_tar_samples
 from datamodules.tasks import DEFAULT_INSTRUCTIONS
@@ -142,10 +143,9 @@ def in_share(key: str, share: float) -> bool:
     return share >= 1.0 or zlib.crc32(key.encode()) % 10_000 < share * 10_000
 
 
-def _plan(llm: FrozenLLM, shards: list[Path], templates: dict[str, str], variants: list[str],
-          settings: dict[str, Any], share: float = 1.0) -> _Plan:
+def _plan(llm: FrozenLLM, prompter: ChatPrompter, shards: list[Path], templates: dict[str, str],
+          variants: list[str], settings: dict[str, Any], share: float = 1.0) -> _Plan:
     plan = _Plan()
-    prompter = llm.prompter
     checked: set[str] = set()
     for shard in tqdm(shards, desc="teacher prompts", unit="shard"):
         with open(shard, "rb") as f:
@@ -281,7 +281,9 @@ def generate_teacher_replies(cfg: DictConfig, shard_dir: str | os.PathLike, out_
     settings = generation_settings(cfg)
     if not 0.0 < cfg.teacher.share <= 1.0:
         raise ValueError(f"teacher.share={cfg.teacher.share} must be in (0, 1]")
-    plan = _plan(llm, shards, templates, list(cfg.teacher.variants), settings, cfg.teacher.share)
+    # the recipe's framing and system turn, also for an LLM loaded under another recipe
+    prompter = ChatPrompter(llm.prompter.tokenizer, cfg.llm.system_prompt, Framing.from_recipe(cfg.prompt))
+    plan = _plan(llm, prompter, shards, templates, list(cfg.teacher.variants), settings, cfg.teacher.share)
     summary = TeacherSummary(clips=plan.clips, unique_prompts=len(plan.prompts), skipped=plan.skipped,
                              entries=sum(len(e) for e in plan.entries.values()))
     cache_path = out / CACHE_NAME

@@ -164,3 +164,35 @@ def test_real_speech_eval_scores_the_shared_emotions_only(tiny_run, tmp_path, ca
     missing = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"eval.real_eval={tmp_path / 'none'}"])
     assert evaluate_real(missing, model, run_dir) is None
     assert "real-speech evaluation skipped" in capsys.readouterr().out
+
+
+def test_infer_reads_whispers_words_of_each_file_when_the_model_reads_words(tmp_path, monkeypatch):
+    """prompt.content=transcript: each file's transcript (from the transcriber) goes before its speech slot, and the
+    answer says what was heard; unreadable files are not transcribed. The transcriber is a stand-in here (the real
+    one: tests/lightning_modules/test_whisper.py)."""
+    from datamodules.features import build_features
+    from lightning_modules.speech_llm import SpeechLLM
+    from paralign.infer import _answer_batch
+    from tests.lightning_modules.conftest import tiny_cfg
+
+    cfg = tiny_cfg({"response": {}}, prompt={"content": "transcript"}, data={"sample_rate": 16000})
+    model = SpeechLLM(cfg).eval()
+    seen = {}
+
+    def generate(batch, **_):
+        seen["prefixes"] = [model.llm.prompter.tokenizer.decode(p) for p in batch["prefix"]]
+        return ["ok"] * len(batch["prefix"])
+
+    monkeypatch.setattr(model, "generate", generate)
+    heard = []
+
+    def transcriber(waves):
+        heard.append(len(waves))
+        return [f"clip of {len(w)} samples" for w in waves]
+
+    good = _tone(tmp_path / "a.wav")
+    answers = _answer_batch(model, cfg, [str(good), str(tmp_path / "none.wav")], "{speech}", None,
+                            build_features(cfg), {}, transcriber)
+    assert heard == [1] and answers[0].heard == "clip of 16000 samples" and answers[0].reply == "ok"
+    assert answers[1].error and answers[1].heard is None
+    assert "clip of 16000 samples" in seen["prefixes"][0]

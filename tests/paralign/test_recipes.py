@@ -22,7 +22,9 @@ TINY = ["llm.name=tiny", "encoder.type=conformer", "llm.tiny.hidden_size=64", "l
         "trainer.limit_val_batches=1",
         "trainer.max_time=null", "generation.max_new_tokens=4", "callbacks.validation_generations.batches=1",
         "eval.max_clips=4",
-        "eval.after_train=false", "eval.showcase_split=null"]
+        "eval.after_train=false", "eval.showcase_split=null",
+        # the demo's prompt.content=transcript path with the corpus's words (no Whisper to load in a recipe test)
+        "prompt.transcripts=corpus"]
 
 
 # What a user gives on the command line for these recipes: their own copy of a corpus (no recipe points at one)

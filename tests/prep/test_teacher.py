@@ -99,8 +99,8 @@ def _generate_alone(llm, ids: tuple[int, ...], max_new_tokens: int) -> str:
 @pytest.mark.slow  # 19 prompts generated, then each again alone
 def test_replies_land_in_every_sample_once_per_unique_prompt(llm, shards, counted):
     summary = generate_teacher_replies(recipe(), shards, llm=llm)
-    # 23 clips with a transcript: 12 sentence+emotion pairs (one clip adds styles: 13) + 6 plain prompts.
-    assert summary.unique_prompts == 19 and summary.generated == 19 and counted["rows"] == 19
+    # 23 clips with a transcript: 12 sentence+emotion pairs + 6 plain prompts (the cue leaves styles out here)
+    assert summary.unique_prompts == 18 and summary.generated == 18 and counted["rows"] == 18
     assert summary.entries == 46 and summary.skipped["no transcript"] == 1
     result = samples(shards)
     assert len(result) == 24
@@ -164,11 +164,12 @@ def test_resume_after_interruption_does_not_regenerate(llm, shards, counted, mon
     monkeypatch.setattr(teacher_mod, "generate_batch", real)
     counted["rows"] = 0
     summary = generate_teacher_replies(recipe(), shards, llm=llm)
-    assert summary.from_cache == 10 and summary.generated == 9 and counted["rows"] == 9
+    # 18 unique prompts: a clip without an emotion gets no cue, so its conditioned prompt is its plain one
+    assert summary.from_cache == 10 and summary.generated == 8 and counted["rows"] == 8
     assert "1 unreadable lines ignored" in caplog.text
-    assert len(read_cache(shards / CACHE_NAME)) == 19
+    assert len(read_cache(shards / CACHE_NAME)) == 18
     again = generate_teacher_replies(recipe(), shards, llm=llm)
-    assert again.generated == 0 and counted["rows"] == 9
+    assert again.generated == 0 and counted["rows"] == 8
     assert all(s["teacher"]["response"]["plain"]["model"] == "tiny"
                for s in samples(shards).values() if s["meta"]["transcript"])
 
@@ -202,7 +203,7 @@ def test_topk_positions_follow_the_target_tokens(llm):
 
 def test_conditioned_and_plain_prompts_differ_by_the_recipes_cue(llm, shards):
     # the recipe's framing (prompt.*) writes the cue: here the emotion and the styles, in brackets after the words
-    cfg = recipe("prompt.cue=[{cue}]", "prompt.emotion_cue=I feel {emotion}.", "prompt.style_cue=I am {styles}.")
+    cfg = recipe("prompt.cue='[{cue}]'", "prompt.emotion_cue=I feel {emotion}.", "prompt.style_cue=I am {styles}.")
     generate_teacher_replies(cfg, shards, llm=llm)
     styled = [s for s in samples(shards).values() if s["meta"]["style"] == ["whispered", "fast"]]
     assert len(styled) == 1
@@ -253,7 +254,7 @@ def test_command_runs_on_the_recipe_shards(shards, tmp_path, capsys):
     teacher_cmd.register(parser.add_subparsers())
     args = parser.parse_args(["teacher", "--recipe", str(RECIPE), f"data.dir={shards}", "teacher.max_new_tokens=2"])
     assert args.func(args) == 0
-    assert "19 unique prompts" in capsys.readouterr().out
+    assert "18 unique prompts" in capsys.readouterr().out
     empty = parser.parse_args(["teacher", "--recipe", str(RECIPE), f"data.dir={tmp_path / 'none'}"])
     with pytest.raises(SystemExit, match="no shards"):
         empty.func(empty)
