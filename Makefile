@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PARALIGN := $(VENV)/bin/paralign
-# The embedded demo: ~21 minutes on 2 CPU cores the first time (corpus, teacher replies, training, evaluation).
+# The embedded demo: ~46 minutes on 2 CPU cores the first time (corpus, transcripts, teacher replies, training,
+# evaluation).
 RECIPE ?= recipes/demo.yaml
 ARGS ?=
 NODES ?= 1

@@ -86,4 +86,14 @@ class WhisperTranscriber:
                                   max_new_tokens=cap, do_sample=False, num_beams=1, no_repeat_ngram_size=4)
         if self.tokenizer is None:
             raise RuntimeError("WhisperTranscriber needs a tokenizer: build it with WhisperTranscriber.load")
-        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return [drop_restart(t.strip()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def drop_restart(text: str) -> str:
+    """The transcript cut where the decoder starts over after a sentence ("Kids are talking by the door. Kids are
+    talking"): over the silence that follows a short clip Whisper may begin the sentence again."""
+    words = text.split()
+    for i in range(1, len(words) - 1):
+        if words[i - 1].endswith((".", "?", "!")) and words[i:i + 2] == words[:2]:
+            return " ".join(words[:i])
+    return text

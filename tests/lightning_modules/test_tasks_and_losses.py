@@ -189,7 +189,8 @@ def test_startup_check_catches_a_template_that_splits_tokens():
     prompter = ChatPrompter(AutoTokenizer.from_pretrained(cached_smollm2()), "You are a helpful assistant.")
     cfg = load_recipe("recipes/demo.yaml")
     check_teacher_alignment(build_tasks(cfg.tasks), prompter)  # the shipped templates pass
-    bad = build_tasks(tiny_cfg({"response": {"instructions": ["Reply to this:{speech}please"]}}).tasks)
+    # the cue ends in ")": a "." glued after the slot merges with it into ")." in the teacher's tokens
+    bad = build_tasks(tiny_cfg({"response": {"instructions": ["Reply to this:{speech}."]}}).tasks)
     with pytest.raises(ValueError, match=r"tasks\.response: teacher and student prompts do not share"):
         check_teacher_alignment(bad, prompter)
     label_only = build_tasks(tiny_cfg({"emotion": {"instructions": ["Feel:{speech}now?"]}}).tasks)

@@ -482,6 +482,15 @@ def test_whisper_base_transcribes_ravdess(converted):
     assert wer <= 0.15, (list(zip(preds, refs)), wer)
 
 
+def test_a_transcript_that_starts_over_is_cut_there():
+    from lightning_modules.whisper_transcriber import drop_restart
+
+    assert drop_restart("Kids are talking by the door. Kids are talking") == "Kids are talking by the door."
+    assert drop_restart("Yes. Yes it is.") == "Yes. Yes it is."  # a sentence may begin with the same word
+    assert drop_restart("I know. I know you do.") == "I know."  # two words again after a full stop: a restart
+    assert drop_restart("") == ""
+
+
 @pytest.mark.slow
 def test_transcriber_on_the_real_length_hears_espeak_and_ravdess(converted, spoken_sentence):
     """The transcripts the LLM reads (prompt.content: transcript) come from Whisper's decoder over the encoder run on
