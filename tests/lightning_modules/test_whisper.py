@@ -487,7 +487,7 @@ def test_a_transcript_that_starts_over_is_cut_there():
 
     assert drop_restart("Kids are talking by the door. Kids are talking") == "Kids are talking by the door."
     assert drop_restart("Yes. Yes it is.") == "Yes. Yes it is."  # a sentence may begin with the same word
-    assert drop_restart("I know. I know you do.") == "I know."  # two words again after a full stop: a restart
+    assert drop_restart("I know. I know you do.") == "I know. I know you do."  # a sentence of two words differs
     assert drop_restart("") == ""
 
 
