@@ -68,7 +68,9 @@ def pad_features(examples: list[dict[str, Any]]) -> dict[str, Any]:
     for i, f in enumerate(feats):
         padded[i, : f.shape[0]] = f
     batch: dict[str, Any] = {"features": padded, "feature_lens": lens, "keys": [e["key"] for e in examples]}
-    for name in examples[0]:
+    # Every field any example has: tasks differ in what they carry (only KL examples hold a ``teacher_prompt``).
+    names = dict.fromkeys(name for e in examples for name in e)
+    for name in names:
         if name not in ("features", "key"):
             batch[name] = [e.get(name) for e in examples]
     return batch

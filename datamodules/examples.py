@@ -55,7 +55,11 @@ class ExampleBuilder:
             template = framing.student_template(template, words)
         elif clip.get("asr") or framing.transcripts == "corpus":  # what a cascade reads (paralign/evaluate.py)
             words = framing.heard_words(clip)
-        parts = self.prompter.prompt_parts(template)
+        # perceive: training reads the true emotion's cue after the speech; generation puts the one the model names
+        # there (SpeechLLM.generate ``cues``), so the example's ``template`` stays without it
+        cued = framing.with_cue(template, meta.get("emotion")) if framing.perceive and task.target == "teacher" \
+            else template
+        parts = self.prompter.prompt_parts(cued)
         target_text = task.target_text(meta, teacher, qa)
         example = {
             "key": clip["key"], "features": clip["features"], "duration": clip["duration"], "meta": meta,
@@ -68,7 +72,10 @@ class ExampleBuilder:
         }
         if task.kl_source is not None:
             if task.kl_source == "online":
-                speech_text = framing.teacher_text(meta, task.teacher_variant == "conditioned")
+                # The words the student reads (Whisper's, with content: transcript) under the cue: the teacher and
+                # the student then differ only where the speech tokens stand, so the KL teaches how it was said.
+                speech_text = framing.teacher_text(meta, task.teacher_variant == "conditioned",
+                                                   words if framing.content == "transcript" else None)
                 example["teacher_prompt"] = self.prompter.text_prompt_ids(teacher_template, speech_text)
             else:
                 example["topk"] = task.teacher_topk(teacher)

@@ -32,11 +32,12 @@ class Framing:
     style_cue: str = ""
     content: str = "speech"
     transcripts: str = "whisper"  # whose words the student reads: whisper (``<key>.asr.json``) | corpus
+    perceive: bool = False  # the response task's prompt has the feeling's cue after the speech (recipe prompt.*)
 
     @classmethod
     def from_recipe(cls, prompt) -> "Framing":
         return cls(prompt.version, prompt.words, prompt.cue, prompt.emotion_cue, prompt.style_cue, prompt.content,
-                   prompt.transcripts)
+                   prompt.transcripts, prompt.get("perceive", False))
 
     def heard_words(self, clip: dict) -> str:
         """The words a listener got from a clip: Whisper's transcript cached in the shard, or the corpus's."""
@@ -69,11 +70,12 @@ class Framing:
         feeling = self.feeling(emotion, styles)
         return f"{self.said(words)} {self.cue.replace('{cue}', feeling)}" if feeling else self.said(words)
 
-    def teacher_text(self, meta: dict, conditioned: bool) -> str:
-        """The teacher's text for a clip: its corpus transcript, and its labels if ``conditioned``."""
+    def teacher_text(self, meta: dict, conditioned: bool, words: str | None = None) -> str:
+        """The teacher's text for a clip: its corpus transcript (or ``words``), and its labels if ``conditioned``."""
+        words = meta["transcript"] if words is None else words
         if not conditioned:
-            return self.said(meta["transcript"])
-        return self.text(meta["transcript"], meta.get("emotion"), meta.get("style"))
+            return self.said(words)
+        return self.text(words, meta.get("emotion"), meta.get("style"))
 
     def cascade_text(self, words: str, emotion: str | None = None, styles: list[str] | None = None) -> str:
         """What a text-only system reads in the student's speech slot: the words and the cue (when an emotion is
@@ -82,6 +84,13 @@ class Framing:
             return self.text(words, emotion, styles)
         feeling = self.feeling(emotion, styles)
         return self.cue.replace("{cue}", feeling) if feeling else ""
+
+    def with_cue(self, template: str, emotion: str | None) -> str:
+        """A template with the emotion's cue right after the speech slot (``perceive``); unchanged without one."""
+        feeling = self.feeling(emotion)
+        if not feeling:
+            return template
+        return template.replace(SPEECH_SLOT, f"{SPEECH_SLOT} {self.cue.replace('{cue}', feeling)}")
 
     def student_template(self, template: str, words: str | None) -> str:
         """A task's user-turn template as the student gets it: unchanged for ``content="speech"``; with the words

@@ -209,9 +209,23 @@ class SpeechLLM(pl.LightningModule):
         return {"pooled": pooled.detach().float().cpu()}
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, Any], **overrides: Any) -> list[str]:
-        """Replies of the frozen LLM to each example's prompt with its speech (no target)."""
+    def generate(self, batch: dict[str, Any], cues: list[str | None] | None = None, **overrides: Any) -> list[str]:
+        """Replies of the frozen LLM to each example's prompt with its speech (no target).
+
+        ``cues``: per example, an emotion whose cue goes right after the speech (``prompt.perceive``; None: none).
+        Under ``prompt.perceive`` a response example's prompt is rebuilt from its template either way: the one it
+        was trained with holds its true emotion's cue, which a reply must never see."""
         g = self.cfg.generation
+        prompter = self.llm.prompter
+        cues = cues or [None] * len(batch["prefix"])
+        tasks = batch.get("task") or [None] * len(cues)
+        redo = [i for i, (cue, task) in enumerate(zip(cues, tasks))
+                if cue or prompter.framing.perceive and task in self.tasks and self.tasks[task].target == "teacher"]
+        if redo:
+            batch = dict(batch, prefix=list(batch["prefix"]), suffix=list(batch["suffix"]))
+            for i in redo:
+                parts = prompter.prompt_parts(prompter.framing.with_cue(batch["template"][i], cues[i]))
+                batch["prefix"][i], batch["suffix"][i] = parts.prefix, parts.suffix
         speech, speech_lens = self.speech_embeddings(batch["features"], batch["feature_lens"])
         inputs = self._spliced(batch, speech, speech_lens, with_target=False)
         options = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,

@@ -234,6 +234,11 @@ class PromptConfig:
     # inference gets it; corpus: the corpus's own transcripts (cheaper, but training then never sees ASR errors)
     transcripts: str = "whisper"  # whisper | corpus
     asr_model: Optional[str] = None  # None: encoder.name when that is a Whisper, else whisper-base
+    # Perceive, then reply: the response task's prompt carries a feeling cue right after the speech. Training
+    # puts the clip's true emotion there; evaluation and `paralign infer` first ask the frozen LLM the emotion
+    # task's question about the same speech tokens and put the emotion it names there (paralign/perceive.py).
+    # false: the reply must take the feeling from the speech tokens alone.
+    perceive: bool = False
 
 
 @dataclass

@@ -25,6 +25,7 @@ from datamodules.vocab import LABEL_SETS
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.checkpoint_io import read_checkpoint
 from paralign.data import shard_sources
+from paralign.perceive import perceived_emotions
 from scoring.probe import Pooled, probe_accuracy
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,10 @@ def cascade_replies(model: SpeechLLM, batch: dict[str, Any], with_labels: bool) 
 
 def generation_records(model: SpeechLLM, batch: dict[str, Any], cascade: str = "none") -> list[dict[str, Any]]:
     """One record per example: the reply (from speech, or from words for a cascade) beside its reference."""
+    perceived: list[str | None] = [None] * len(batch["keys"])
     if cascade == "none":
-        replies = model.generate(batch)
+        perceived = perceived_emotions(model, batch)  # prompt.perceive: the emotion the model names first
+        replies = model.generate(batch, cues=perceived)
     else:
         replies = cascade_replies(model, batch, with_labels=cascade == "transcript+labels")
     records = []
@@ -96,6 +99,7 @@ def generation_records(model: SpeechLLM, batch: dict[str, Any], cascade: str = "
             "reference": batch["target_text"][i], "emotion": meta.get("emotion"), "style": meta.get("style") or [],
             "transcript": meta.get("transcript"), "heard": batch["words"][i], "speaker": meta.get("speaker"),
             "question_type": (batch.get("question_type") or [None] * len(replies))[i],
+            "perceived": perceived[i],
         })
     return records
 
@@ -113,7 +117,7 @@ def model_fingerprint(cfg: DictConfig, model: SpeechLLM) -> str:
                 digest.update(f"{name}:{flat.dtype}:{tuple(value.shape)}".encode())
                 digest.update(flat.view(torch.uint8).numpy().tobytes())
     shaping = {key: OmegaConf.to_container(cfg[key], resolve=True)
-               for key in ("llm", "encoder", "adapter", "tasks", "generation")}
+               for key in ("llm", "encoder", "adapter", "tasks", "generation", "prompt") if key in cfg}
     shaping["data"] = {key: cfg.data[key] for key in ("dir", "sample_rate", "features")}
     shaping["eval"] = {key: cfg.eval[key] for key in ("split", "reference_variant", "cascade")}
     digest.update(json.dumps(shaping, sort_keys=True, default=str).encode())

@@ -17,6 +17,7 @@ from datamodules.tasks import DEFAULT_INSTRUCTIONS
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.checkpoint_io import CheckpointError, read_checkpoint
 from paralign.evaluate import load_trained
+from paralign.perceive import perceived_emotions
 
 
 class InferenceError(ValueError):
@@ -101,6 +102,7 @@ class Answer:
     reply: str | None = None
     error: str | None = None  # why the file got no reply (one line naming it)
     heard: str | None = None  # Whisper's transcript, where the model reads the words (prompt.content: transcript)
+    perceived: str | None = None  # the emotion the model named before replying (prompt.perceive)
 
 
 def answer_batches(model: SpeechLLM, cfg: DictConfig, audio: list[str], template: str,
@@ -142,11 +144,17 @@ def _answer_batch(model: SpeechLLM, cfg: DictConfig, paths: list[str], template:
             user = framing.student_template(user, answer.heard)
         parts = model.llm.prompter.prompt_parts(user)
         examples.append({"key": str(len(examples)), "features": features(wave), "prefix": parts.prefix,
-                         "suffix": parts.suffix})
-    replies = iter(model.generate(pad_features(examples), **generation) if examples else [])
+                         "suffix": parts.suffix, "template": user, "words": answer.heard})
+    if not examples:
+        return answers
+    batch = pad_features(examples)
+    cues = None
+    if framing.perceive and template == DEFAULT_INSTRUCTIONS["response"][0]:  # a reply: the feeling named first
+        cues = perceived_emotions(model, batch, rows=list(range(len(examples))))
+    replies, perceived = iter(model.generate(batch, cues=cues, **generation)), iter(cues or [None] * len(examples))
     for answer in answers:
         if answer.error is None:
-            answer.reply = next(replies)
+            answer.reply, answer.perceived = next(replies), next(perceived)
     return answers
 
 

@@ -59,13 +59,15 @@ def print_showcase(records: list[dict[str, Any]]) -> None:
         if (r["transcript"], r["emotion"]) not in seen:
             seen.add((r["transcript"], r["emotion"]))
             by_sentence[r["transcript"]].append(r)
-    print("\nshowcase: the frozen LLM's reply to each recording (it never sees the emotion in text), and below it "
-          "the teacher's reply to the words with that emotion as the cue (what it aims at)")
+    print("\nshowcase: the frozen LLM's reply to each recording (it never sees the emotion in text; with "
+          "prompt.perceive, 'felt' is the emotion it named from the speech before replying), and below it the "
+          "teacher's reply to the words with that emotion as the cue (what it aims at)")
     for sentence, rows in by_sentence.items():
         heard = rows[0].get("heard")
         print(f'\n  "{sentence}"' + (f'  (Whisper heard: "{heard}")' if heard and heard != sentence else ""))
         for r in sorted(rows, key=lambda x: x["emotion"] or ""):
-            print(f"    [{r['emotion']:>9} voice] {r['reply'].strip()[:160]}")
+            felt = f"(felt {r['perceived']}) " if r.get("perceived") else ""
+            print(f"    [{r['emotion']:>9} voice] {felt}{r['reply'].strip()[:160]}")
             if r.get("teacher"):
                 print(f"    {'teacher':>17}: {r['teacher'].strip()[:160]}")
 

@@ -85,6 +85,8 @@ def _print_answers(batches: Iterable[list[Answer]], total: int) -> int:
             for answer in batch:
                 if answer.error is None:
                     heard = f' (heard: "{answer.heard}")' if answer.heard is not None else ""
+                    if answer.perceived is not None:
+                        heard += f" (felt: {answer.perceived})"
                     _write(f"{answer.path}{heard}: {answer.reply.strip()}", sys.stdout)
                 else:
                     _write(f"error: {answer.error}", sys.stderr)

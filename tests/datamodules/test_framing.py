@@ -61,3 +61,30 @@ def test_corpus_transcripts_and_the_end_to_end_path():
     (speech,) = _builder("speech", "whisper")(make_clip(0, 50), random.Random(0))
     assert speech["words"] is None  # no transcript in a clip without asr.json: nothing read, nothing needed
     assert "words number" not in _builder("speech", "corpus").prompter.tokenizer.decode(speech["prefix"])
+
+
+def test_online_teacher_reads_the_students_words_under_the_cue():
+    """KL against the frozen LLM on text: with content transcript the teacher gets the words the student reads
+    (Whisper's) and the cue, so the two prompts differ only where the speech tokens stand."""
+    model = SpeechLLM(tiny_cfg({"response": {"loss": "ce+kl", "kl_source": "online"}},
+                               prompt={"content": "transcript", "transcripts": "whisper"}))
+    builder = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)
+    clip = make_clip(0, 50, "happy") | {"asr": {"text": "words numbr zero", "model": "whisper-base"}}
+    (example,) = builder(clip, random.Random(0))
+    teacher = builder.prompter.tokenizer.decode(example["teacher_prompt"])
+    assert "words numbr zero (I feel happy.)" in teacher and "words number 0" not in teacher
+    speech = SpeechLLM(tiny_cfg({"response": {"loss": "ce+kl", "kl_source": "online"}}, prompt={"content": "speech"}))
+    (example,) = ExampleBuilder(speech.tasks, speech.llm.prompter, all_tasks=True)(clip, random.Random(0))
+    assert "words number 0 (I feel happy.)" in speech.llm.prompter.tokenizer.decode(example["teacher_prompt"])
+
+
+def test_perceive_puts_the_true_cue_after_the_speech_in_training_and_leaves_the_template_bare():
+    f = Framing(perceive=True)
+    assert f.with_cue("{speech}", "sad") == "{speech} (I feel sad.)" and f.with_cue("{speech}", None) == "{speech}"
+    model = SpeechLLM(tiny_cfg({"response": {}, "emotion": {}}, prompt={"perceive": True}))
+    builder = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)
+    examples = {e["task"]: e for e in builder(make_clip(0, 50, "happy"), random.Random(0))}
+    decode = builder.prompter.tokenizer.decode
+    assert "(I feel happy.)" in decode(examples["response"]["suffix"])
+    assert examples["response"]["template"] == "{speech}"  # generation puts the perceived cue there instead
+    assert "I feel" not in decode(examples["emotion"]["prefix"] + examples["emotion"]["suffix"])

@@ -178,6 +178,18 @@ def test_online_kl_task_trains_against_the_frozen_llm_on_words():
     assert all(p.grad is None for p in model.llm.parameters())
 
 
+def test_online_kl_in_a_batch_that_opens_with_another_task():
+    """A batch's fields are those of all its examples: a label example first must not drop the KL examples'
+    teacher prompts (it did: the training run stopped at its first mixed batch)."""
+    model = SpeechLLM(tiny_cfg({"emotion": {}, "response": {"loss": "ce+kl", "kl_source": "online"}}))
+    batch = batch_for(model, [make_clip(0, 120), make_clip(1, 200)])
+    assert batch["task"][0] == "emotion" and "response" in batch["task"]
+    responses = [p for p, t in zip(batch["teacher_prompt"], batch["task"]) if t == "response"]
+    assert batch["teacher_prompt"][0] is None and responses and all(responses)
+    total, logs, _, _ = model.losses(batch)
+    assert torch.isfinite(total) and logs["response/kl"] > 0
+
+
 @pytest.mark.slow
 def test_startup_check_catches_a_template_that_splits_tokens():
     """With SmolLM2's BPE, words glued to the speech slot merge into other tokens: the check must refuse."""

@@ -1,0 +1,59 @@
+"""Perceive, then reply (``prompt.perceive``): before it replies, the frozen LLM is asked the emotion task's
+question about the same speech tokens, and the emotion it names goes as the cue right after the speech.
+
+Why: a small frozen LLM names the feeling it hears when asked (the emotion task), but does not act on it when
+replying: its replies from the speech alone are the same for every voice. Asked first, its own answer, in its own
+words, is what it replies to. The speech stays in the prompt, and nothing but the speech tells it the feeling.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from datamodules.batching import pad_features
+from datamodules.tasks import DEFAULT_INSTRUCTIONS
+from datamodules.vocab import EMOTIONS
+from lightning_modules.speech_llm import SpeechLLM
+from scoring.label_matching import match_labels
+
+ANSWER_TOKENS = 16  # "The speaker sounds afraid." and some slack
+
+
+def emotion_question(model: SpeechLLM) -> str:
+    """The emotion task's (first) question as the model was trained on it, or the task default."""
+    task = model.tasks.get("emotion")
+    return task.instructions[0] if task is not None else DEFAULT_INSTRUCTIONS["emotion"][0]
+
+
+@torch.no_grad()
+def perceived_emotions(model: SpeechLLM, batch: dict[str, Any], rows: list[int] | None = None) -> list[str | None]:
+    """Per example: the emotion the model names for its speech (``rows``: only these examples; the rest None).
+
+    ``rows`` None: the examples of a task trained on teacher replies (the response task) when ``prompt.perceive``
+    is on, none otherwise. ``batch["words"]`` (content: transcript) are read with the question, as in training."""
+    framing = model.llm.prompter.framing
+    n = len(batch["prefix"])
+    if rows is None:
+        tasks = batch.get("task") or [None] * n
+        rows = [i for i, t in enumerate(tasks) if framing.perceive and t in model.tasks
+                and model.tasks[t].target == "teacher"]
+    if not rows:
+        return [None] * n
+    question = emotion_question(model)
+    words = batch.get("words") or [None] * n
+    examples = []
+    for i in rows:
+        template = framing.student_template(question, words[i]) if framing.content == "transcript" else question
+        parts = model.llm.prompter.prompt_parts(template)
+        length = int(batch["feature_lens"][i])
+        examples.append({"key": str(i), "features": batch["features"][i, :length], "prefix": parts.prefix,
+                         "suffix": parts.suffix})
+    sub = pad_features(examples)
+    sub["features"], sub["feature_lens"] = sub["features"].to(model.device), sub["feature_lens"].to(model.device)
+    answers = model.generate(sub, max_new_tokens=ANSWER_TOKENS, do_sample=False)
+    named = match_labels(answers, EMOTIONS)
+    out: list[str | None] = [None] * n
+    for i, emotion in zip(rows, named):
+        out[i] = emotion
+    return out
