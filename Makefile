@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PARALIGN := $(VENV)/bin/paralign
-# The embedded demo: ~46 minutes on 2 CPU cores the first time (corpus, transcripts, teacher replies, training,
+# The embedded demo: ~47 minutes on 2 CPU cores the first time (corpus, transcripts, teacher replies, training,
 # evaluation).
 RECIPE ?= recipes/demo.yaml
 ARGS ?=
