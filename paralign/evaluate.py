@@ -222,9 +222,10 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     reply = reply_emotion_metrics(model.llm, records, out, max_new_tokens=g.max_new_tokens,
                                   temperature=g.temperature, top_p=g.top_p, seed=cfg.seed)
     if reply:  # in the response task's table (report, eval-compare, the end-of-training print)
-        metrics["tasks"]["response"]["metrics"].update(reply_emotion_accuracy=reply["model"],
-                                                       reply_emotion_blind=reply["blind"],
-                                                       reply_emotion_ceiling=reply["ceiling"])
+        # a corpus without teacher replies (real speech) has no ROUGE/similarity row for the task: start one
+        response = metrics["tasks"].setdefault("response", {"n": 0, "metrics": {}})
+        response["metrics"].update(reply_emotion_accuracy=reply["model"], reply_emotion_blind=reply["blind"],
+                                   reply_emotion_ceiling=reply["ceiling"])
         metrics["reply_emotion"] = reply
     metrics["probe"] = probe_accuracies(pooled, fit_on)
     if pooled:  # a cascade has no speech tokens to probe

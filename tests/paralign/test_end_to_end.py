@@ -160,6 +160,15 @@ def test_real_speech_eval_scores_the_shared_emotions_only(tiny_run, tmp_path, ca
     assert (run_dir / "eval_real" / "report.md").exists()
     rows = [json.loads(line) for line in (run_dir / "eval_real" / "generations.jsonl").read_text().splitlines()]
     assert {r["task"] for r in rows} == {"emotion"} and {r["speaker"] for r in rows} == {"Actor_01", "Actor_02"}
+    # replies to real speech: no teacher reply to score ROUGE against, the reply emotion measure all the same
+    # (it stopped with a KeyError after scoring them)
+    from paralign.evaluate import evaluate
+
+    shards = metrics["real_eval"]["shards"]
+    replies = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"data.test=[{shards}]",
+                                                "eval.tasks=[response]"])
+    scored = evaluate(replies, run_dir / "checkpoints" / "last.ckpt", run_dir, model=model, out_name="real_replies")
+    assert scored["tasks"]["response"]["metrics"]["reply_emotion_accuracy"]["n"] == 16
     # absent folder: a note, no figure
     missing = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"eval.real_eval={tmp_path / 'none'}"])
     assert evaluate_real(missing, model, run_dir) is None
