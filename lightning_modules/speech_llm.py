@@ -208,6 +208,14 @@ class SpeechLLM(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs, sync_dist=True)
         return {"pooled": pooled.detach().float().cpu()}
 
+    def perceive_rows(self, batch: dict[str, Any]) -> list[int]:
+        """The examples that reply with a perceived feeling (``prompt.perceive``): those of a task trained on teacher
+        replies (the response task); none when perceive is off."""
+        if not self.llm.prompter.framing.perceive:
+            return []
+        return [i for i, task in enumerate(batch.get("task") or []) if task in self.tasks
+                and self.tasks[task].target == "teacher"]
+
     @torch.no_grad()
     def generate(self, batch: dict[str, Any], cues: list[str | None] | None = None, **overrides: Any) -> list[str]:
         """Replies of the frozen LLM to each example's prompt with its speech (no target).
@@ -218,9 +226,7 @@ class SpeechLLM(pl.LightningModule):
         g = self.cfg.generation
         prompter = self.llm.prompter
         cues = cues or [None] * len(batch["prefix"])
-        tasks = batch.get("task") or [None] * len(cues)
-        redo = [i for i, (cue, task) in enumerate(zip(cues, tasks))
-                if cue or prompter.framing.perceive and task in self.tasks and self.tasks[task].target == "teacher"]
+        redo = sorted(set(self.perceive_rows(batch)) | {i for i, cue in enumerate(cues) if cue})
         if redo:
             batch = dict(batch, prefix=list(batch["prefix"]), suffix=list(batch["suffix"]))
             for i in redo:

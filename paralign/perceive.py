@@ -34,18 +34,14 @@ def perceived_emotions(model: SpeechLLM, batch: dict[str, Any], rows: list[int] 
     is on, none otherwise. ``batch["words"]`` (content: transcript) are read with the question, as in training."""
     framing = model.llm.prompter.framing
     n = len(batch["prefix"])
-    if rows is None:
-        tasks = batch.get("task") or [None] * n
-        rows = [i for i, t in enumerate(tasks) if framing.perceive and t in model.tasks
-                and model.tasks[t].target == "teacher"]
+    rows = model.perceive_rows(batch) if rows is None else rows
     if not rows:
         return [None] * n
     question = emotion_question(model)
     words = batch.get("words") or [None] * n
     examples = []
     for i in rows:
-        template = framing.student_template(question, words[i]) if framing.content == "transcript" else question
-        parts = model.llm.prompter.prompt_parts(template)
+        parts = model.llm.prompter.prompt_parts(framing.student_template(question, words[i]))
         length = int(batch["feature_lens"][i])
         examples.append({"key": str(i), "features": batch["features"][i, :length], "prefix": parts.prefix,
                          "suffix": parts.suffix})
