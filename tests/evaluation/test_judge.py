@@ -39,7 +39,8 @@ def test_prompt_names_words_emotion_and_reply():
 
 
 class FakeChatServer:
-    """An OpenAI-style chat-completions endpoint answering from a script (the last answer repeats)."""
+    """An OpenAI-style chat-completions endpoint answering from a script (the last answer repeats). An answer is a
+    reply, a (reply, finish_reason) pair, or an HTTP error status."""
 
     def __init__(self, answers):
         self.answers = list(answers)
@@ -55,6 +56,8 @@ class FakeChatServer:
                 if self.headers.get("Authorization") != f"Bearer {KEY}":
                     return self._send(401, {"error": {"message": "invalid api key"}})
                 answer = outer.answers[min(len(outer.requests) - 1, len(outer.answers) - 1)]
+                if isinstance(answer, int):
+                    return self._send(answer, {"error": {"message": "overloaded"}})
                 answer, finish = answer if isinstance(answer, tuple) else (answer, "stop")
                 self._send(200, {
                     "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
@@ -67,6 +70,7 @@ class FakeChatServer:
                 data = json.dumps(payload).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After-Ms", "10")  # the openai client's back-off before a retry: short here
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -127,11 +131,47 @@ def test_always_malformed_is_unparsed_not_zero(api_key):
 def test_bad_key_fails_loudly_without_leaking_it(monkeypatch):
     monkeypatch.setenv("JUDGE_TEST_KEY", "sk-wrong-key")
     with FakeChatServer(["Score: 1"]) as srv:
-        judge = OpenAIJudge(srv.url, "m", api_key_env="JUDGE_TEST_KEY", http_retries=0)
+        judge = OpenAIJudge(srv.url, "m", api_key_env="JUDGE_TEST_KEY", http_retries=3)
         with pytest.raises(RuntimeError, match="HTTP 401") as err:
             judge.score_one(RECORD)
+    assert len(srv.requests) == 1  # a client error is not asked again
+    assert srv.requests[0]["auth"] == "Bearer sk-wrong-key"
+    assert srv.url in str(err.value) and "invalid api key" in str(err.value)
     assert "sk-wrong-key" not in str(err.value)
     assert "sk-wrong-key" not in repr(vars(judge))
+
+
+def test_server_errors_are_retried_then_answered(api_key):
+    with FakeChatServer([500, 503, "Score: 60"]) as srv:
+        (result,) = OpenAIJudge(srv.url, "m", api_key_env=api_key, http_retries=2).score([RECORD])
+    assert (result.score, result.attempts) == (60.0, 1)  # one judge attempt: the client retried underneath
+    assert len(srv.requests) == 3 and all(r["auth"] == f"Bearer {KEY}" for r in srv.requests)
+
+
+def test_server_errors_past_the_retries_fail_naming_the_url(api_key):
+    with FakeChatServer([502]) as srv:
+        judge = OpenAIJudge(srv.url, "m", api_key_env=api_key, http_retries=1)
+        with pytest.raises(RuntimeError, match="HTTP 502") as err:
+            judge.score_one(RECORD)
+    assert len(srv.requests) == 2 and f"{srv.url}/chat/completions" in str(err.value)
+    assert KEY not in str(err.value)
+
+
+def test_unreachable_endpoint_fails_naming_the_url(api_key):
+    with FakeChatServer(["Score: 1"]) as srv:
+        url = srv.url  # the port is free again once the server is gone
+    judge = OpenAIJudge(url, "m", api_key_env=api_key, http_retries=0, timeout=5)
+    with pytest.raises(RuntimeError, match="unreachable") as err:
+        judge.score_one(RECORD)
+    assert url in str(err.value)
+
+
+def test_endpoint_without_key_gets_a_placeholder(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")  # never sent to an endpoint asked without a key
+    with FakeChatServer(["Score: 1"]) as srv:
+        with pytest.raises(RuntimeError, match="HTTP 401"):
+            OpenAIJudge(srv.url, "m", api_key_env=None).score_one(RECORD)
+    assert srv.requests[0]["auth"] == "Bearer unused"
 
 
 def test_missing_key_variable_is_an_error(monkeypatch):
