@@ -2,14 +2,16 @@
 
 An emotion answer is right when the label it names (``label_matching``) is the clip's emotion. A clip may carry
 several styles: naming any of them is right, "default" included (the style target of a clip without a marked
-style says it speaks normally). A clip without the label (no emotion, an empty style list) is not scored.
+style says it speaks normally); a wrong answer counts against the clip's one class in the confusion matrix
+(``vocab.label_class``: its first marked style, the class the heads train and the probe scores). A clip without the
+label (no emotion, an empty style list) is not scored.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from datamodules.vocab import LABEL_SETS
+from datamodules.vocab import LABEL_SETS, label_class
 from scoring.embedder import Embedder
 from scoring.label_matching import match_labels
 
@@ -26,7 +28,7 @@ def label_truth(kind: str, meta: dict[str, Any]) -> str | list[str] | None:
 @dataclass
 class ScoredAnswers:
     predicted: list[str | None]  # the label each answer names (None: it names none)
-    reference: list[str]  # the truth each is scored against (for several styles: the one named, else the first)
+    reference: list[str]  # the truth each is scored against (several styles: the one named, else label_class's)
     correct: list[bool]
 
 
@@ -42,5 +44,5 @@ def score_answers(kind: str, answers: Sequence[str], metas: Sequence[dict[str, A
         reference = list(truths)
     else:
         correct = [p in t for p, t in zip(predicted, truths)]
-        reference = [p if ok else t[0] for p, ok, t in zip(predicted, correct, truths)]
+        reference = [p if ok else LABEL_SETS[kind][label_class(kind, m)] for p, ok, m in zip(predicted, correct, metas)]
     return ScoredAnswers(predicted, reference, correct)

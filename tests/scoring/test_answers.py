@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from datamodules.vocab import STYLES, label_class
 from scoring.answers import label_truth, score_answers
 
 
@@ -20,8 +21,16 @@ def test_any_listed_style_counts_and_default_is_scored(bow_embedder):
     scored = score_answers("style", ["They are speaking loudly.", "They speak in a normal way.", "Very fast."],
                            metas, embedder=bow_embedder)
     assert scored.correct == [True, True, False]
-    # the named style when right, else the first listed one (what the confusion matrix counts)
+    # the named style when right, else the clip's one class (what the confusion matrix counts)
     assert scored.reference == ["loud", "default", "slow"]
+
+
+def test_a_wrong_style_answer_counts_against_the_class_the_heads_train(bow_embedder):
+    """["default", "fast"] is "fast" for the confusion matrix too (vocab.label_class), not its first entry."""
+    metas = [{"style": ["default", "fast"]}, {"style": ["default", "fast"]}]
+    scored = score_answers("style", ["Very slow.", "They speak in a normal way."], metas, embedder=bow_embedder)
+    assert scored.correct == [False, True]  # naming any listed style is right, "default" included
+    assert scored.reference == [STYLES[label_class("style", metas[0])], "default"] == ["fast", "default"]
 
 
 def test_a_clip_without_the_label_is_not_scored():
