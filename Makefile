@@ -19,10 +19,16 @@ RUNS ?= runs
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
-.PHONY: setup train test test-fast data eval bench slurm tensorboard clean
+.PHONY: setup browser train test test-fast data eval bench slurm tensorboard clean
 
 setup:
 	@bash scripts/setup.sh
+
+# Debian's headless Chromium and chromedriver for the page test (tests/browser.py); only the tests need them, so
+# `make train` never installs a browser. Where apt-get as root is missing it says so and the test skips. After setup
+# (even under `make -j`): both may run apt-get, and two at once fight over dpkg's lock.
+browser: setup
+	@bash scripts/setup_browser.sh
 
 train: setup
 	$(PARALIGN) train --recipe $(RECIPE) $(ARGS)
@@ -34,10 +40,10 @@ data: setup
 eval: setup
 	$(PARALIGN) eval --recipe $(RECIPE) $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: setup
+test-fast: setup browser
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 bench: setup
