@@ -5,7 +5,6 @@ of checkpoints (``on_save_checkpoint``); a checkpoint therefore holds a few MB h
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,6 +21,7 @@ from lightning_modules.frozen_llm import FrozenLLM
 from lightning_modules.llm_loading import load_causal_lm
 from lightning_modules.losses import kl_full, kl_topk, per_row_mean, token_ce
 from lightning_modules.objectives import Objective, build_objectives
+from lightning_modules.optim import build_optimizer
 from lightning_modules.token_ctc import TokenCTC
 
 FROZEN_PREFIX = "llm."
@@ -240,31 +240,9 @@ class SpeechLLM(pl.LightningModule):
         return self.llm.generate(inputs["inputs_embeds"], inputs["attention_mask"], **options)
 
     def configure_optimizers(self):
-        o = self.cfg.optim
-        mix = getattr(self.encoder, "layer_weights", None)
-        params = [p for p in self.trainable_parameters() if p is not mix]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        if mix is not None and mix.requires_grad:  # its own rate (optim.layer_mix_lr_scale), no decay to uniform
-            groups.append({"params": [mix], "weight_decay": 0.0, "lr": o.lr * o.layer_mix_lr_scale})
-        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
-        # With a classifier warm start the schedule runs twice: over the warm-start steps, then afresh over the
-        # alignment steps (whose loss is a different function, so they start from the peak rate again).
-        pretrain = min(self.cfg.classifier.pretrain_steps, self.cfg.trainer.max_steps)
-
-        def factor(step: int) -> float:
-            start, end = (0, pretrain) if step < pretrain else (pretrain, self.cfg.trainer.max_steps)
-            step, total = step - start, max(1, end - start)
-            if step < o.warmup_steps:
-                return (step + 1) / max(1, o.warmup_steps)
-            if o.scheduler == "constant":
-                return 1.0
-            progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
-            shape = 0.5 * (1 + math.cos(math.pi * progress)) if o.scheduler == "cosine" else 1 - progress
-            return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return build_optimizer(self.trainable_parameters(), self.cfg.optim, self.cfg.trainer.max_steps,
+                               self.cfg.classifier.pretrain_steps,
+                               layer_mix=getattr(self.encoder, "layer_weights", None))
 
     def configure_model(self) -> None:
         """Activation checkpointing (any strategy) and, under ``trainer.strategy: fsdp``, FSDP2 sharding."""

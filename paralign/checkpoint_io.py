@@ -15,10 +15,13 @@ import errno
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -102,3 +105,17 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False, what: str = "checkp
     if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
         raise CheckpointError(f"{what} {path} is not a paralign training checkpoint (no state_dict)")
     return state
+
+
+def recipe_of_checkpoint(ckpt: str | Path) -> DictConfig:
+    """The resolved recipe saved with the run (``config.yaml`` beside ``checkpoints/``), else in the checkpoint."""
+    path = Path(ckpt)
+    saved = path.resolve().parents[1] / "config.yaml"
+    from paralign.config import load_recipe, recipe_from_data
+
+    if saved.exists():
+        return load_recipe(saved)
+    recipe = read_checkpoint(path).get("hyper_parameters", {}).get("recipe")
+    if recipe is None:
+        raise CheckpointError(f"{path}: no config.yaml beside its checkpoints/ folder and no recipe inside it")
+    return recipe_from_data(recipe, f"{path} (its recipe)")

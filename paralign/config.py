@@ -388,7 +388,7 @@ class RecipeError(ValueError):
 Where = Callable[..., str]
 
 
-def _where(path: Path, set_by: list[tuple[str, str]]) -> Where:
+def _where(path: str | Path, set_by: list[tuple[str, str]]) -> Where:
     def where(*keys: str) -> str:
         items = list(dict.fromkeys(item for key, item in set_by
                                    if any(k == key or k.startswith((key + ".", key + "[")) for k in keys)))
@@ -657,9 +657,20 @@ def _check_augment(cfg: DictConfig, where: Where) -> None:
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Load, merge with its defaults and the overrides, and validate a recipe."""
     path = Path(path).resolve()
+    return _validated(_read_with_defaults(path), path, overrides)
+
+
+def recipe_from_data(data: dict[str, Any], origin: str | Path,
+                     overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """A recipe held as data elsewhere (an exported model's ``config.json``), validated as a file would be;
+    ``origin`` names it in errors."""
+    return _validated(OmegaConf.create(data), origin, overrides)
+
+
+def _validated(data: DictConfig, path: str | Path, overrides: list[str] | tuple[str, ...]) -> DictConfig:
     schema = OmegaConf.structured(Recipe)
     OmegaConf.set_struct(schema.trainer, False)  # any lightning.Trainer argument; checked against its signature
-    cfg = _merge(schema, _read_with_defaults(path), str(path))
+    cfg = _merge(schema, data, str(path))
     set_by: list[tuple[str, str]] = []  # (key, override) of each override, for naming where a bad value came from
     for item in overrides:
         key, sep, text = item.partition("=")

@@ -32,7 +32,12 @@ log = logging.getLogger(__name__)
 
 
 def load_trained(cfg: DictConfig, ckpt: str | Path) -> SpeechLLM:
-    """The recipe's model with the trainable weights of ``ckpt`` (the frozen LLM comes from its own source)."""
+    """The recipe's model with the trainable weights of ``ckpt``, a checkpoint or an exported model folder (the
+    frozen LLM comes from its own source)."""
+    from paralign.model_folder import is_model_folder, load_model
+
+    if is_model_folder(ckpt):
+        return load_model(ckpt, cfg)
     state = read_checkpoint(ckpt)
     model = SpeechLLM(cfg)
     model.on_load_checkpoint(state)

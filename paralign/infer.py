@@ -1,13 +1,16 @@
 """``paralign infer``: a user's own recordings in, the frozen LLM's replies out."""
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from datamodules.audio import audio_problem, load_audio
 from datamodules.batching import pad_features
@@ -15,27 +18,13 @@ from datamodules.features import build_features
 from datamodules.metadata import MetadataSpec, metadata_text, with_metadata
 from datamodules.tasks import DEFAULT_INSTRUCTIONS
 from lightning_modules.speech_llm import SpeechLLM
-from paralign.checkpoint_io import CheckpointError, read_checkpoint
+from paralign.checkpoint_io import recipe_of_checkpoint
 from paralign.evaluate import load_trained
 from paralign.perceive import perceived_emotions
 
 
 class InferenceError(ValueError):
     """An input the model cannot be asked about (unreadable, empty or silent audio, a bad prompt)."""
-
-
-def recipe_of_checkpoint(ckpt: str | Path) -> DictConfig:
-    """The resolved recipe saved with the run (``config.yaml`` beside ``checkpoints/``), else in the checkpoint."""
-    path = Path(ckpt)
-    saved = path.resolve().parents[1] / "config.yaml"
-    if saved.exists():
-        from paralign.config import load_recipe
-
-        return load_recipe(saved)
-    recipe = read_checkpoint(path).get("hyper_parameters", {}).get("recipe")
-    if recipe is None:
-        raise CheckpointError(f"{path}: no config.yaml beside its checkpoints/ folder and no recipe inside it")
-    return OmegaConf.create(recipe)
 
 
 def user_template(task: str | None, prompt: str | None) -> str:
@@ -66,15 +55,26 @@ def load_wave(path: str | Path, sample_rate: int) -> np.ndarray:
         raise InferenceError(f"{path}: a folder with no .wav, .flac or .ogg file")
     if not Path(path).is_file():
         raise InferenceError(f"{path}: no such file")
+    return checked_wave(str(path), sample_rate, str(path))
+
+
+def checked_wave(source: str | bytes, sample_rate: int, name: str, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """``source`` (a path or encoded bytes) as a mono waveform at ``sample_rate``, or an InferenceError starting
+    with ``name`` that says why it cannot be asked about. Too long is told from the header, before decoding."""
     try:
-        wave, sr = load_audio(str(path), sample_rate)
+        info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else source)
+        if info.frames / info.samplerate > max_seconds:
+            raise InferenceError(f"{name}: too long ({info.frames / info.samplerate:.1f} s; at most "
+                                 f"{max_seconds:g} s: cut it into shorter clips)")
+        wave, sr = load_audio(source, sample_rate)
+    except InferenceError:
+        raise
     except Exception as err:  # soundfile raises several types for unreadable files
-        raise InferenceError(f"{path}: cannot read audio ({err})") from None
-    problem = audio_problem(wave, sr, min_s=MIN_SECONDS, max_s=MAX_SECONDS)
+        raise InferenceError(f"{name}: cannot read audio ({err})") from None
+    problem = audio_problem(wave, sr, min_s=MIN_SECONDS, max_s=max_seconds)
     if problem:
-        limit = {"too_long": f" ({wave.size / sr:.1f} s; at most {MAX_SECONDS:g} s: cut it into shorter clips)",
-                 "too_short": f" ({wave.size / sr:.2f} s; at least {MIN_SECONDS:g} s)"}.get(problem, "")
-        raise InferenceError(f"{path}: {problem.replace('_', ' ')}{limit}")
+        limit = {"too_short": f" ({wave.size / sr:.2f} s; at least {MIN_SECONDS:g} s)"}.get(problem, "")
+        raise InferenceError(f"{name}: {problem.replace('_', ' ')}{limit}")
     return wave
 
 
@@ -96,68 +96,93 @@ def predicted_metadata(model: SpeechLLM, cfg: DictConfig, spec: MetadataSpec) ->
     return lambda wave: metadata_text({"extra": {"predicted": predictor.predict(torch.from_numpy(wave))}}, fields)
 
 
+@dataclass(frozen=True)
+class Question:
+    """What a clip is asked: a user-turn template with ``{speech}``, and (method 2) its metadata text."""
+    template: str
+    metadata: MetadataFor | None = None
+
+
 @dataclass
 class Answer:
     path: str
-    reply: str | None = None
+    replies: list[str] = field(default_factory=list)  # one per question, in order
     error: str | None = None  # why the file got no reply (one line naming it)
     heard: str | None = None  # Whisper's transcript, where the model reads the words (prompt.content: transcript)
     perceived: str | None = None  # the emotion the model named before replying (prompt.perceive)
 
-
-def answer_batches(model: SpeechLLM, cfg: DictConfig, audio: list[str], template: str,
-                   metadata: MetadataFor | None = None, batch_size: int = 8, **generation) -> Iterator[list[Answer]]:
-    """The answers to ``audio``, in order, one batch of ``batch_size`` files at a time: memory stays bounded and
-    replies come as they are ready. A file that cannot be asked about gets its error; the rest are answered.
-    ``metadata``: the text shown next to each clip's speech (method 2, explicit). A model that reads the words
-    (``prompt.content: transcript``) gets Whisper's transcript of each file, made here as in training."""
-    features = build_features(cfg)
-    transcriber = None
-    if model.llm.prompter.framing.content == "transcript":
-        from lightning_modules.whisper_transcriber import WhisperTranscriber
-        from paralign.data import asr_model
-
-        transcriber = WhisperTranscriber.load(asr_model(cfg), cfg.encoder.cache_dir, batch_size=batch_size)
-    for start in range(0, len(audio), batch_size):
-        yield _answer_batch(model, cfg, audio[start:start + batch_size], template, metadata, features, generation,
-                            transcriber)
+    @property
+    def reply(self) -> str | None:
+        return self.replies[0] if self.replies else None
 
 
-def _answer_batch(model: SpeechLLM, cfg: DictConfig, paths: list[str], template: str,
-                  metadata: MetadataFor | None, features: Callable, generation: dict,
-                  transcriber: Callable[[list[np.ndarray]], list[str]] | None = None) -> list[Answer]:
-    answers, waves = [Answer(path) for path in paths], []
-    for answer in answers:
-        try:
-            waves.append(load_wave(answer.path, cfg.data.sample_rate))
-        except InferenceError as err:
-            answer.error = str(err)
-    readable = [a for a in answers if a.error is None]
-    if transcriber is not None and waves:
-        for answer, words in zip(readable, transcriber(waves)):
-            answer.heard = words
-    examples = []
-    framing = model.llm.prompter.framing
-    for answer, wave in zip(readable, waves):
-        user = with_metadata(template, metadata(wave)) if metadata else template
-        if answer.heard is not None:
-            user = framing.student_template(user, answer.heard)
-        parts = model.llm.prompter.prompt_parts(user)
-        examples.append({"key": str(len(examples)), "features": features(wave), "prefix": parts.prefix,
-                         "suffix": parts.suffix, "template": user, "words": answer.heard})
-    if not examples:
+class Answerer:
+    """A loaded model, ready to answer waveforms: its features, and Whisper where it reads the words
+    (``prompt.content: transcript``, transcribed here as in training)."""
+
+    def __init__(self, model: SpeechLLM, cfg: DictConfig,
+                 transcriber: Callable[[list[np.ndarray]], list[str]] | None = None, **generation: Any) -> None:
+        """``transcriber``: waveforms -> their words, for a model that reads them (default: the recipe's Whisper)."""
+        self.model, self.cfg, self.generation = model, cfg, generation
+        self.features = build_features(cfg)
+        self.transcriber = transcriber
+        if transcriber is None and model.llm.prompter.framing.content == "transcript":
+            from lightning_modules.whisper_transcriber import WhisperTranscriber
+            from paralign.data import asr_model
+
+            self.transcriber = WhisperTranscriber.load(asr_model(cfg), cfg.encoder.cache_dir)
+
+    def answer(self, waves: list[np.ndarray], questions: list[list[Question]]) -> list[Answer]:
+        """Each wave's replies to its questions (one batch per distinct template: an emotion answer stops after a
+        few tokens, a reply goes on); a reply to the response task's question comes after the model named the
+        feeling it hears (``prompt.perceive``)."""
+        answers = [Answer(path=str(i)) for i in range(len(waves))]
+        if self.transcriber is not None and waves:
+            for answer, words in zip(answers, self.transcriber(waves)):
+                answer.heard = words
+        rows = [(i, j, q) for i, qs in enumerate(questions) for j, q in enumerate(qs)]
+        for answer, qs in zip(answers, questions):
+            answer.replies = [""] * len(qs)
+        for template in dict.fromkeys(q.template for _, _, q in rows):
+            group = [(i, j, q) for i, j, q in rows if q.template == template]
+            batch = pad_features([self._example(waves[i], q, answers[i].heard) for i, _, q in group])
+            cues = perceived_emotions(self.model, batch)  # None for rows that do not reply with a feeling
+            for (i, j, _), reply, cue in zip(group, self.model.generate(batch, cues=cues, **self.generation), cues):
+                answers[i].replies[j] = reply
+                answers[i].perceived = cue or answers[i].perceived
         return answers
-    batch = pad_features(examples)
-    cues = None
-    if framing.perceive and template == DEFAULT_INSTRUCTIONS["response"][0]:  # a reply: the feeling named first
-        cues = perceived_emotions(model, batch, rows=list(range(len(examples))))
-    replies, perceived = iter(model.generate(batch, cues=cues, **generation)), iter(cues or [None] * len(examples))
-    for answer in answers:
-        if answer.error is None:
-            answer.reply, answer.perceived = next(replies), next(perceived)
-    return answers
+
+    def _example(self, wave: np.ndarray, question: Question, heard: str | None) -> dict[str, Any]:
+        framing = self.model.llm.prompter.framing
+        user = with_metadata(question.template, question.metadata(wave)) if question.metadata else question.template
+        if heard is not None:
+            user = framing.student_template(user, heard)
+        parts = self.model.llm.prompter.prompt_parts(user)
+        # a question the response task was trained with replies as it does (perceive first, where it is on)
+        task = next((name for name, t in self.model.tasks.items() if question.template in t.instructions), None)
+        return {"key": "0", "features": self.features(wave), "prefix": parts.prefix, "suffix": parts.suffix,
+                "template": user, "words": heard, "task": task}
+
+    def answer_files(self, paths: list[str], questions: list[Question],
+                     batch_size: int = 8) -> Iterator[list[Answer]]:
+        """The answers to the files ``paths``, in order, ``batch_size`` files at a time: memory stays bounded and
+        replies come as they are ready. A file that cannot be asked about gets its error; the rest are answered."""
+        for start in range(0, len(paths), batch_size):
+            answers, waves = [Answer(path) for path in paths[start:start + batch_size]], []
+            for answer in answers:
+                try:
+                    waves.append(load_wave(answer.path, self.cfg.data.sample_rate))
+                except InferenceError as err:
+                    answer.error = str(err)
+            readable = [a for a in answers if a.error is None]
+            for answer, done in zip(readable, self.answer(waves, [questions] * len(waves))):
+                answer.replies, answer.heard, answer.perceived = done.replies, done.heard, done.perceived
+            yield answers
 
 
-def load_for_inference(ckpt: str | Path) -> tuple[SpeechLLM, DictConfig]:
-    cfg = recipe_of_checkpoint(ckpt)
-    return load_trained(cfg, ckpt), cfg
+def load_for_inference(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[SpeechLLM, DictConfig]:
+    """A trained model and its recipe, from a checkpoint (its run's recipe) or an exported model folder."""
+    from paralign.model_folder import folder_recipe, is_model_folder
+
+    cfg = folder_recipe(path, overrides) if is_model_folder(path) else recipe_of_checkpoint(path)
+    return load_trained(cfg, path), cfg

@@ -14,8 +14,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def read_cache(path: Path) -> dict[str, dict[str, Any]]:
-    """hash -> {"reply", "topk"?} from a cache file; a line cut by an interrupted write is dropped (and logged)."""
+def read_cache(path: Path, key: str = "hash") -> dict[str, dict[str, Any]]:
+    """hash -> {"reply", "topk"?} from a cache file (``key``: the field lines are keyed by); a line cut by an
+    interrupted write is dropped (and logged)."""
     cache: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return cache
@@ -24,7 +25,7 @@ def read_cache(path: Path) -> dict[str, dict[str, Any]]:
         for line in f:
             try:
                 entry = json.loads(line)
-                cache[entry.pop("hash")] = entry
+                cache[entry.pop(key)] = entry
             except (json.JSONDecodeError, KeyError, AttributeError):
                 broken += 1
     if broken:
@@ -41,12 +42,12 @@ def _ends_cleanly(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def append_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
+def append_cache(path: Path, entries: dict[str, dict[str, Any]], key: str = "hash") -> None:
     clean = _ends_cleanly(path)
     with open(path, "a", encoding="utf-8") as f:
         if not clean:  # a line cut by an interrupted write must not swallow the next one
             f.write("\n")
         for h, entry in entries.items():
-            f.write(json.dumps({"hash": h, **entry}) + "\n")
+            f.write(json.dumps({key: h, **entry}) + "\n")
         f.flush()
         os.fsync(f.fileno())

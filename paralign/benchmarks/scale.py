@@ -142,7 +142,7 @@ def format_scale(report: dict[str, Any]) -> str:
     b = report["batch"]
     out = [f"scale: recipe {report['recipe']!r} on {report['device']}, {report['precision']}, activation "
            f"checkpointing {report['activation_checkpointing']}, random weights at full size",
-           f"  parameters: " + ", ".join(f"{k} {v / 1e6:,.1f} M" for k, v in report["parameters"].items())
+           "  parameters: " + ", ".join(f"{k} {v / 1e6:,.1f} M" for k, v in report["parameters"].items())
            + f"; trainable {report['trainable_parameters'] / 1e6:,.1f} M",
            f"  micro-batch: {b['rows']} rows x {b['seconds']:.1f} s audio; per row {b['speech_tokens']} speech + "
            f"{b['prompt_tokens']} prompt + {b['reply_tokens']} reply tokens (task {b['task']})",

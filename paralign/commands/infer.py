@@ -1,13 +1,14 @@
-"""``paralign infer --ckpt C --audio FILE|FOLDER... [--task T] [--prompt TEXT] [--batch-size N]``."""
+"""``paralign infer (--ckpt C | --model DIR) (--audio FILE|FOLDER... | --manifest M --out replies.jsonl)``."""
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from tqdm import tqdm
+
+from paralign.commands.model_args import add_model_arguments, model_path
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -20,15 +21,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "infer", help="ask the frozen LLM about your own recordings",
         description="Any format soundfile reads (wav, flac, ogg, ...), any sample rate (resampled), mono or not "
-                    "(mixed down). The recipe comes from the run folder of the checkpoint. Replies are printed "
-                    "as each batch is done ('<file>: <reply>'); a file that cannot be answered (unreadable, "
-                    "silent, too short or long) gets one 'error: <file>: <why>' line on stderr instead, the "
-                    "others are answered, and the exit status is then 1.")
-    parser.add_argument("--ckpt", required=True, help="a checkpoint of a trained run")
-    parser.add_argument("--audio", nargs="+", required=True,
+                    "(mixed down). --audio: replies are printed as each batch is done ('<file>: <reply>'); a file "
+                    "that cannot be answered (unreadable, silent, too short or long) gets one 'error: <file>: "
+                    "<why>' line on stderr instead, the others are answered, and the exit status is then 1. "
+                    "--manifest with --out: every clip asked every task, one JSON line per clip into --out, "
+                    "resumable (clips already there are skipped).")
+    add_model_arguments(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--audio", nargs="+",
                         help="audio files, or folders: a folder's own .wav, .flac and .ogg files in name order "
                              "(not those of its subfolders)")
-    parser.add_argument("--task", default="response", help="response | emotion | style | asr (default: response)")
+    source.add_argument("--manifest", default=None,
+                        help="batch inference: a JSONL manifest (one object a line with 'audio' (or 'audio_path' "
+                             "or 'path', relative to the manifest) and an optional 'id'), or a folder of audio "
+                             "files; needs --out")
+    parser.add_argument("--out", default=None, help="with --manifest: the JSONL file of replies (appended to)")
+    parser.add_argument("--task", default=None,
+                        help="response | emotion | style | asr (default: response); with --manifest, a "
+                             "comma-separated list (default: every task the model was trained on)")
     parser.add_argument("--prompt", default=None, help="your own instruction (overrides --task)")
     parser.add_argument("--metadata", default=None,
                         help="method 2 (explicit): metadata text shown next to the speech, e.g. '[emotion: sad; "
@@ -42,20 +52,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paralign.infer import InferenceError, answer_batches, audio_inputs, load_for_inference, user_template
+    from paralign.infer import Answerer, InferenceError, Question, audio_inputs, load_for_inference, user_template
 
-    if not Path(args.ckpt).is_file():
-        raise SystemExit(f"error: checkpoint not found: {args.ckpt}")
+    path = model_path(args)
     if args.batch_size < 1:
         raise SystemExit(f"error: --batch-size must be at least 1, got {args.batch_size}")
-    audio = audio_inputs(args.audio)
+    if (args.manifest is None) != (args.out is None):
+        raise SystemExit("error: --manifest and --out go together (batch inference into a JSONL file)")
     try:
-        template = user_template(args.task, args.prompt)
-        model, cfg = load_for_inference(args.ckpt)
-        metadata = _metadata(args, model, cfg)
-        batches = answer_batches(model, cfg, audio, template, metadata, args.batch_size,
-                                 max_new_tokens=args.max_new_tokens, do_sample=args.sample)
-        failed = _print_answers(batches, len(audio))
+        if args.manifest is not None:
+            from paralign.batch_infer import manifest_clips, task_names
+
+            clips = manifest_clips(args.manifest)
+            model, cfg = load_for_inference(path)
+            tasks = task_names(model, args.task)
+            questions = {task: Question(user_template(task, None), _metadata(args, model, cfg, task))
+                         for task in tasks}
+        else:
+            task = args.task or "response"
+            audio = audio_inputs(args.audio)
+            template = user_template(task, args.prompt)
+            model, cfg = load_for_inference(path)
+            questions = {task: Question(template, _metadata(args, model, cfg, task))}
+        answerer = Answerer(model, cfg, max_new_tokens=args.max_new_tokens, do_sample=args.sample)
+        if args.manifest is not None:
+            from paralign.batch_infer import answer_manifest
+
+            done = answer_manifest(answerer, clips, questions, args.out, args.batch_size)
+            print(f"infer: {done['answered']} clips answered, {done['failed']} failed, {done['skipped']} already "
+                  f"in {args.out}")
+            return 1 if done["failed"] else 0
+        failed = _print_answers(answerer.answer_files(audio, list(questions.values()), args.batch_size), len(audio))
     except InferenceError as err:
         raise SystemExit(f"error: {err}") from None
     if failed:
@@ -63,14 +90,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metadata(args: argparse.Namespace, model: SpeechLLM, cfg: DictConfig) -> MetadataFor | None:
+def _metadata(args: argparse.Namespace, model: SpeechLLM, cfg: DictConfig, task: str) -> MetadataFor | None:
     """What each clip shows next to its speech: the user's --metadata text, the model's own prediction, or
     nothing (a task trained without metadata)."""
     from datamodules.metadata import MetadataSpec
     from paralign.infer import predicted_metadata
 
-    task = model.tasks.get(args.task)
-    spec = task.metadata if task is not None and not args.prompt else None
+    trained = model.tasks.get(task)
+    spec = trained.metadata if trained is not None and not args.prompt else None
     if args.metadata == "auto" or (args.metadata is None and spec is not None):
         return predicted_metadata(model, cfg, spec or MetadataSpec())
     return (lambda wave: args.metadata) if args.metadata else None

@@ -96,8 +96,8 @@ def test_bench_parts_run_alone_from_the_cli(tmp_path: Path, capsys) -> None:
         main(["bench", "--recipe", tiny, "--part", "loader", f"data.dir={tmp_path / 'none'}"])
 
 
-def test_bench_scale_trains_the_recipe_model_at_full_size_and_sets_it_beside_the_dry_run(tmp_path: Path,
-                                                                                        capsys) -> None:
+def test_bench_scale_trains_the_recipe_model_at_full_size_and_sets_it_beside_the_dry_run(
+        tmp_path: Path, capsys) -> None:
     out = tmp_path / "scale.json"
     assert main(["bench", "--recipe", str(ROOT / "recipes/tiny.yaml"), "--part", "scale", "--steps", "2",
                  "--device", "cpu", "--out", str(out)]) == 0

@@ -9,16 +9,7 @@ import soundfile as sf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from paralign.cli import main
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    run_dir = root / "run"
-    args = ["--recipe", "recipes/tiny.yaml", f"run.dir={run_dir}", f"data.dir={root / 'data'}",
-            "trainer.max_steps=4", "trainer.val_check_interval=4"]
-    assert main(["train", *args]) == 0
-    return root, run_dir, args
+from tests.paralign.conftest import tone as _tone
 
 
 @pytest.mark.slow
@@ -54,11 +45,6 @@ def test_eval_report_and_resume(tiny_run):
     assert judge["id"].startswith("local-expected:") and judge["validation"]["n"] == emotion_items > 0
     assert 5 <= json.loads((out / "metrics.json").read_text())["tasks"]["response"]["metrics"]["judge"]["value"] <= 95
     assert "## LLM judge" in (out / "report.md").read_text()
-
-
-def _tone(path, seconds=1.0, sr=16000, hz=200):
-    sf.write(path, 0.3 * np.sin(np.arange(int(seconds * sr)) * 2 * np.pi * hz / sr), sr)
-    return path
 
 
 @pytest.mark.slow
@@ -179,9 +165,8 @@ def test_infer_reads_whispers_words_of_each_file_when_the_model_reads_words(tmp_
     """prompt.content=transcript: each file's transcript (from the transcriber) goes before its speech slot, and the
     answer says what was heard; unreadable files are not transcribed. The transcriber is a stand-in here (the real
     one: tests/lightning_modules/test_whisper.py)."""
-    from datamodules.features import build_features
     from lightning_modules.speech_llm import SpeechLLM
-    from paralign.infer import _answer_batch
+    from paralign.infer import Answerer, Question
     from tests.lightning_modules.conftest import tiny_cfg
 
     cfg = tiny_cfg({"response": {}}, prompt={"content": "transcript"}, data={"sample_rate": 16000})
@@ -200,8 +185,8 @@ def test_infer_reads_whispers_words_of_each_file_when_the_model_reads_words(tmp_
         return [f"clip of {len(w)} samples" for w in waves]
 
     good = _tone(tmp_path / "a.wav")
-    answers = _answer_batch(model, cfg, [str(good), str(tmp_path / "none.wav")], "{speech}", None,
-                            build_features(cfg), {}, transcriber)
+    answerer = Answerer(model, cfg, transcriber)
+    (answers,) = answerer.answer_files([str(good), str(tmp_path / "none.wav")], [Question("{speech}")])
     assert heard == [1] and answers[0].heard == "clip of 16000 samples" and answers[0].reply == "ok"
     assert answers[1].error and answers[1].heard is None
     assert "clip of 16000 samples" in seen["prefixes"][0]
