@@ -14,7 +14,8 @@ SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")  # split names become shard file prefi
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "import",
-        help="import a corpus (ESD, RAVDESS, CREMA-D, IEMOCAP, MSP-Podcast, Expresso, a manifest) into shards",
+        help="import a corpus (ESD, RAVDESS, CREMA-D, EmoDB, IEMOCAP, MSP-Podcast, Expresso, a manifest) into "
+             "shards",
         description=(
             "Read a corpus in its released layout, map its labels onto the shared emotion / style vocabulary "
             "(keeping the original label), and write <split>-NNNNNN.tar shards plus manifest.json. Clips keep the "
@@ -28,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", help="put every clip in this split instead of the corpus's own (e.g. 'test')")
     parser.add_argument("--sample-rate", type=int, help="resample audio to this rate (default: keep the native rate)")
     speakers = parser.add_argument_group(
-        "speaker-disjoint split", "for corpora that define no split (ravdess, cremad, iemocap, manifest): every clip "
-        "of a speaker goes to that speaker's split; manifest.json records how")
+        "speaker-disjoint split", "for corpora that define no split (ravdess, cremad, emodb, iemocap, manifest): "
+        "every clip of a speaker goes to that speaker's split; manifest.json records how")
     speakers.add_argument("--val-speakers", default="", help="comma-separated speaker ids for 'val' (e.g. Actor_09)")
     speakers.add_argument("--test-speakers", default="", help="comma-separated speaker ids for 'test'")
     speakers.add_argument("--val-share", type=float, default=0.0, help="or: this share of speakers in 'val'")

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 from datamodules.manifest import read_manifest
 from prep.importers.cremad import import_cremad
+from prep.importers.emodb import import_emodb
 from prep.importers.esd import import_esd
 from prep.importers.expresso import import_expresso
 from prep.importers.iemocap import import_iemocap
@@ -33,6 +34,7 @@ IMPORTERS: dict[str, Callable[[Path], Iterator[dict[str, Any]]]] = {
     "esd": import_esd,
     "ravdess": import_ravdess,
     "cremad": import_cremad,
+    "emodb": import_emodb,
     "iemocap": import_iemocap,
     "msp-podcast": import_msp_podcast,
     "expresso": import_expresso,

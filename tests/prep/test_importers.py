@@ -381,8 +381,8 @@ def test_rescale_to_1_5() -> None:
 # --- errors ----------------------------------------------------------------------------------------------------
 
 def test_unknown_corpus(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown corpus 'emodb'; known: esd, ravdess"):
-        import_corpus("emodb", tmp_path)
+    with pytest.raises(ValueError, match="unknown corpus 'savee'; known: esd, ravdess"):
+        import_corpus("savee", tmp_path)
 
 
 @pytest.mark.parametrize("corpus", sorted(set(IMPORTERS) - {"manifest"}))
