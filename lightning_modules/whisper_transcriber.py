@@ -7,6 +7,8 @@ sees what inference gets.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
@@ -14,6 +16,18 @@ from transformers.modeling_outputs import BaseModelOutput
 from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 
 TOKENS_PER_SECOND = 6.0  # fast speech is ~4 words a second, ~1.3 Whisper tokens a word
+
+
+class _LengthNotice(logging.Filter):
+    """Drops transformers' "Both max_new_tokens and max_length seem to have been set" line: Whisper's generate sets
+    ``max_length`` itself (its config's 20, even with ``generation_config.max_length = None``), so every batch said
+    it although ``max_new_tokens`` alone bounds the transcript, as intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`max_new_tokens` will take precedence" not in record.getMessage()
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_LengthNotice())
 
 
 class WhisperTranscriber:

@@ -21,8 +21,12 @@ import concurrent.futures
 import hmac
 import json
 import logging
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -248,3 +252,27 @@ async def _stream(completion_id: str, model_id: str, reply: str, extra: dict[str
             chunk["paralign"] = extra
         yield f"data: {json.dumps(chunk)}\n\n"
     yield "data: [DONE]\n\n"
+
+
+@contextmanager
+def serving_in_thread(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """``app`` served by uvicorn (as ``paralign serve`` runs it) in a thread of this process, on a free port, until
+    the block ends; yields its base URL (the benchmark and the tests talk to it as any client would)."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args
+from paralign.commands.model_args import add_model_arguments, model_path
+from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args, recipe_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,20 +38,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/bench.json"),
                         help="JSON report (default: %(default)s)")
-    parser.add_argument("--part", choices=("all", "loader", "teacher", "scale"), default="all",
+    parser.add_argument("--part", choices=("all", "loader", "teacher", "scale", "serve"), default="all",
                         help="all: the whole table (default); loader: the shard loader alone (--shards, the "
                              "recipe's data.num_workers, --bucket-window); teacher: the recipe's LLM generating "
                              "teacher replies batched vs one at a time (--prompts, teacher.batch_size); both print "
                              "JSON; scale: the recipe's model at full size with random weights (no download), "
                              "--steps training steps on synthetic micro-batches of the recipe's shape on one device: "
-                             "step time, throughput, peak memory vs the dry run's estimate (JSON to --out)")
+                             "step time, throughput, peak memory vs the dry run's estimate (JSON to --out); serve: "
+                             "replies per second of `paralign serve` with 1 and N concurrent clients, batched vs one "
+                             "at a time (--model/--ckpt, else the recipe's model untrained: the same compute)")
     parser.add_argument("--max-samples", type=int, default=0,
                         help="--part loader: stop each pass after this many samples (0: all)")
     parser.add_argument("--single", type=int, default=0,
                         help="--part teacher: time one-at-a-time generation on this many prompts (0: all)")
     parser.add_argument("--steps", type=int, default=10,
                         help="--part scale: timed training steps, after 3 untimed ones (default: %(default)s)")
+    add_model_arguments(parser, required=False)
+    parser.add_argument("--clients", default="1,8", help="--part serve: concurrent clients per row (default: 1,8)")
+    parser.add_argument("--requests-per-client", type=int, default=2,
+                        help="--part serve: requests each client sends (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=32,
+                        help="--part serve: reply length cap (default: %(default)s)")
     parser.set_defaults(func=run)
+
+
+def run_serve(args: argparse.Namespace, cfg) -> int:
+    import torch
+
+    from lightning_modules.speech_llm import SpeechLLM
+    from paralign.benchmarks.serving import format_serve, serve_benchmark
+    from paralign.infer import Answerer, load_for_inference
+
+    path = model_path(args)
+    model, cfg = load_for_inference(path) if path else (SpeechLLM(cfg).eval(), cfg)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    answerer = Answerer(model.to(device), cfg, max_new_tokens=args.max_new_tokens, do_sample=False)
+    clients = tuple(int(c) for c in args.clients.split(","))
+    report = serve_benchmark(answerer, clients, args.requests_per_client, seconds=args.seconds)
+    report["model"] = str(path) if path else f"{cfg.name} (untrained)"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(format_serve(report, report["model"], device))
+    print(f"written: {args.out}")
+    return 0
 
 
 def run_loader(args: argparse.Namespace, cfg) -> int:
@@ -91,7 +121,7 @@ def run_scale(args: argparse.Namespace, cfg) -> int:
     return 0
 
 
-PARTS = {"loader": run_loader, "teacher": run_teacher, "scale": run_scale}
+PARTS = {"loader": run_loader, "teacher": run_teacher, "scale": run_scale, "serve": run_serve}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                                device=args.device, whisper=args.whisper)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
-    report["settings"]["recipe_path"] = str(args.recipe)
+    report["settings"]["recipe_path"] = recipe_path(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(format_table(report))

@@ -1,9 +1,11 @@
-"""``paralign eval --recipe R --ckpt C [key=value ...]`` (a cascade recipe needs no ``--ckpt``)."""
+"""``paralign eval --recipe R --ckpt C [key=value ...]``, ``paralign eval --model DIR [key=value ...]`` (a cascade
+recipe needs neither)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from paralign.commands.model_args import add_model_arguments, model_path
 from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args
 
 
@@ -17,22 +19,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "recipe (eval.cascade=transcript|transcript+labels) types the transcript into the LLM instead "
                     "and takes no checkpoint.")
     add_recipe_arguments(parser, default="recipes/tiny.yaml")
-    parser.add_argument("--ckpt", default=None, help="checkpoint (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
-    parser.add_argument("--run-dir", default=None, help="where eval/ goes (default: the checkpoint's run folder; "
-                                                        "for a cascade, run.dir or runs/<name>/<time>)")
+    add_model_arguments(parser, required=False)
+    parser.add_argument("--run-dir", default=None, help="where eval/ goes (default: the checkpoint's run folder, or "
+                                                        "the model folder; for a cascade, run.dir or "
+                                                        "runs/<name>/<time>)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = recipe_from_args(args)
+    if args.model is not None:
+        if args.recipe:
+            raise SystemExit("error: --model brings its own recipe: drop --recipe (change keys with key=value, "
+                             "e.g. data.dir=<your shards>)")
+        from paralign.model_folder import folder_recipe
+
+        cfg = folder_recipe(model_path(args), args.overrides)
+    else:
+        cfg = recipe_from_args(args)
+    path = model_path(args)
     cascade = cfg.eval.cascade != "none"
-    if cascade and args.ckpt:
+    if cascade and path:
         raise SystemExit(f"error: {cfg.name} is a cascade reference (eval.cascade={cfg.eval.cascade}): it has no "
                          "checkpoint; drop --ckpt")
-    if not cascade and not args.ckpt:
-        raise SystemExit("error: --ckpt is required (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
-    if args.ckpt and not Path(args.ckpt).is_file():
-        raise SystemExit(f"error: checkpoint not found: {args.ckpt}")
+    if not cascade and not path:
+        raise SystemExit("error: --ckpt or --model is required (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
     from paralign.summary import evaluate_and_print
 
     run_dir = args.run_dir
@@ -42,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
 
         run_dir = args.run_dir or resolve_run_dir(cfg)
         prepare_data(cfg)
-    evaluate_and_print(cfg, args.ckpt, run_dir or Path(args.ckpt).resolve().parents[1])
+    evaluate_and_print(cfg, path, run_dir or (Path(path) if args.model else Path(path).resolve().parents[1]))
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from paralign.commands.model_args import add_model_arguments, model_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -12,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "emotion_predictor.yaml) over every clip of --shards and write the shards to --out with the "
                      "predictions as extra.predicted in each <key>.json; recipes read them with "
                      "tasks.<task>.metadata.source=predicted."))
-    parser.add_argument("--ckpt", required=True, help="checkpoint of the predictor run")
+    add_model_arguments(parser)  # the predictor run's checkpoint, or its exported folder
     parser.add_argument("--shards", type=Path, required=True, help="folder of <split>-NNNNNN.tar shards")
     parser.add_argument("--out", type=Path, required=True, help="folder for the new shards")
     parser.add_argument("--segment-seconds", type=float, default=0.0,
@@ -21,8 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not Path(args.ckpt).is_file():
-        raise SystemExit(f"error: checkpoint not found: {args.ckpt}")
+    path = model_path(args)
     if args.segment_seconds < 0:
         raise SystemExit("error: --segment-seconds must be >= 0")
     from datamodules.shard_writer import shard_files
@@ -32,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
     shards = shard_files(args.shards)
     if not shards:
         raise SystemExit(f"error: no <split>-NNNNNN.tar shards in {args.shards}")
-    model, _ = load_for_inference(args.ckpt)
+    model, _ = load_for_inference(path)
     try:
-        predictor = LabelPredictor(model, emotion_centroids(shards), model_id=str(args.ckpt))
+        predictor = LabelPredictor(model, emotion_centroids(shards), model_id=str(path))
         counts = predict_shard_labels(predictor, args.shards, args.out, args.segment_seconds)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None

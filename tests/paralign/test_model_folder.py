@@ -105,3 +105,20 @@ def test_batch_inference_writes_a_line_per_clip_and_resumes(exported, tmp_path, 
     # other generation settings never mix into the same file
     with pytest.raises(SystemExit, match="holds replies of another model or other generation settings"):
         main([*args[:-1], "5"])
+
+
+@pytest.mark.slow
+def test_eval_of_the_folder_scores_what_the_checkpoint_scores(tiny_run, exported, tmp_path):
+    root, run_dir, _ = tiny_run
+    _, out = exported
+    keys = [f"data.dir={root / 'data'}", "eval.tasks=[emotion]"]
+    assert main(["eval", "--model", str(out), "--run-dir", str(tmp_path / "m"), *keys]) == 0
+    assert main(["eval", "--recipe", "recipes/tiny.yaml", "--ckpt", str(run_dir / "checkpoints" / "last.ckpt"),
+                 "--run-dir", str(tmp_path / "c"), *keys]) == 0
+
+    def replies(folder):
+        lines = [json.loads(line) for line in (folder / "eval" / "generations.jsonl").read_text().splitlines()]
+        return sorted((r["id"], r["task"], r["reply"]) for r in lines)
+    assert replies(tmp_path / "m") == replies(tmp_path / "c") and replies(tmp_path / "m")
+    with pytest.raises(SystemExit, match="--model brings its own recipe"):
+        main(["eval", "--model", str(out), "--recipe", "recipes/tiny.yaml"])

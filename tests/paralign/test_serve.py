@@ -15,9 +15,8 @@ import pytest
 import soundfile as sf
 
 from paralign.infer import Answerer, Question, checked_wave, load_for_inference
-from paralign.serve import Limits, create_app
+from paralign.serve import Limits, create_app, serving_in_thread
 from tests.paralign.conftest import tone
-from tests.paralign.serving import running
 
 KEY = "test-key-123"
 
@@ -28,7 +27,7 @@ def served(tiny_run):
     model, cfg = load_for_inference(run_dir / "checkpoints" / "last.ckpt")
     answerer = Answerer(model, cfg, max_new_tokens=6, do_sample=False)
     app = create_app(answerer, "tiny-test", Limits(max_audio_seconds=30, max_body_mb=2, batch_window_ms=200), KEY)
-    with running(app) as url:
+    with serving_in_thread(app) as url:
         yield url, answerer, app
 
 
