@@ -342,11 +342,11 @@ class EvalConfig:
     # A cascade reference instead of a trained model: the transcript (and the labels in words) typed into the
     # frozen LLM where the speech would go; nothing to train, `paralign eval` without --ckpt.
     cascade: str = "none"  # none | transcript | transcript+labels
-    # Real speech, zero-shot: after evaluation, the LLM's own emotion answers on this folder (shards, or a corpus
-    # in its released layout, read by the `real_eval_corpus` importer), on the emotions the training corpus has.
-    # A folder that is absent is reported and skipped (the demo points at a development copy of RAVDESS).
-    real_eval: Optional[str] = None
-    real_eval_corpus: str = "ravdess"
+    # Other corpora, zero-shot (other recordings, speakers, languages): after the evaluation, the LLM's own emotion
+    # answers on each, on the emotions the training corpus also has, into <run>/eval_cross/<name>/. An entry is
+    # "<importer>=<folder>" for a corpus as released (e.g. emodb=/data/EmoDB, ravdess=/data/RAVDESS; imported once)
+    # or a folder of shards. A folder that is absent is reported and skipped.
+    cross_corpus: List[str] = field(default_factory=list)
     # The linear probe: fitted on one half of the evaluated clips and scored on the other (half), or fitted on the
     # train split and scored on all evaluated clips (train: the honest figure where the train split has other
     # speakers than the test split)
@@ -667,7 +667,19 @@ def recipe_from_data(data: dict[str, Any], origin: str | Path,
     return _validated(OmegaConf.create(data), origin, overrides)
 
 
+def _renamed_keys(data: DictConfig) -> DictConfig:
+    """Keys an earlier paralign wrote in run folders, read as what replaced them (a run from before still loads):
+    ``eval.real_eval`` + ``eval.real_eval_corpus`` became one ``eval.cross_corpus`` entry."""
+    section = data.get("eval") if isinstance(data, DictConfig) else None
+    if isinstance(section, DictConfig) and ("real_eval" in section or "real_eval_corpus" in section):
+        folder, corpus = section.pop("real_eval", None), section.pop("real_eval_corpus", "ravdess")
+        if folder:
+            section.cross_corpus = [*section.get("cross_corpus", []), f"{corpus}={folder}"]
+    return data
+
+
 def _validated(data: DictConfig, path: str | Path, overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    data = _renamed_keys(data)
     schema = OmegaConf.structured(Recipe)
     OmegaConf.set_struct(schema.trainer, False)  # any lightning.Trainer argument; checked against its signature
     cfg = _merge(schema, data, str(path))

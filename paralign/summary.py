@@ -38,17 +38,19 @@ def print_headline(metrics: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
-def print_real(metrics: dict[str, Any]) -> None:
-    """The zero-shot figure on real speech (``paralign.real_eval``), per emotion too."""
-    real = metrics.get("real_eval", {})
-    per = metrics.get("tasks", {}).get("emotion", {}).get("per_emotion", {}).get("accuracy", {})
-    chance = 1 / len(real["emotions"]) if real.get("emotions") else None
-    print(f"\nzero-shot on real speech ({real.get('source')}; {len(real.get('emotions', []))} emotions shared with "
-          f"training, chance {chance:.2f}):" if chance else f"\nzero-shot on real speech ({real.get('source')}):")
-    print(f"  emotion accuracy of the LLM's own answers from speech: {_estimate(metrics, 'emotion', 'accuracy')}")
-    if per:
-        print("  per emotion: " + ", ".join(f"{e} {v['value']:.2f} (n={v['n']})" for e, v in sorted(per.items())
-                                            if v.get("value") is not None))
+def print_cross_corpus(results: dict[str, dict[str, Any]]) -> None:
+    """Emotion on other corpora (``eval.cross_corpus``): one line per corpus, per emotion below it."""
+    for name, metrics in results.items():
+        emotions = metrics["cross_corpus"]["emotions"]
+        shared = f"{len(emotions)} emotions shared with training, chance {1 / len(emotions):.2f}" if emotions else \
+            "every emotion"
+        print(f"\nzero-shot on {name} ({metrics['cross_corpus']['source']}; {shared}):")
+        print(f"  emotion accuracy of the LLM's own answers: {_estimate(metrics, 'emotion', 'accuracy')}; "
+              f"macro-F1 {_estimate(metrics, 'emotion', 'macro_f1')}")
+        per = metrics.get("tasks", {}).get("emotion", {}).get("per_emotion", {}).get("accuracy", {})
+        if per:
+            print("  per emotion: " + ", ".join(f"{e} {v['value']:.2f} (n={v['n']})" for e, v in sorted(per.items())
+                                                if v.get("value") is not None))
 
 
 def print_showcase(records: list[dict[str, Any]]) -> None:
@@ -74,9 +76,9 @@ def print_showcase(records: list[dict[str, Any]]) -> None:
 
 def evaluate_and_print(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path) -> None:
     """``paralign eval`` and the end of ``paralign train`` (``eval.after_train``): the held-out evaluation, the
-    showcase (``eval.showcase_split``) and the zero-shot figure on real speech (``eval.real_eval``), printed."""
+    showcase (``eval.showcase_split``) and the zero-shot figures on other corpora (``eval.cross_corpus``), printed."""
     from paralign.evaluate import evaluate, load_trained, showcase_records
-    from paralign.real_eval import evaluate_real
+    from paralign.evaluation.cross_corpus import OUT, evaluate_cross_corpus
 
     run_dir = Path(run_dir)
     model = load_trained(cfg, ckpt) if ckpt is not None else None  # once, for all three
@@ -84,7 +86,7 @@ def evaluate_and_print(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | 
     if model is not None and cfg.eval.showcase_split:
         print_showcase(showcase_records(cfg, model, run_dir / "eval"))
     print(f"evaluation report: {run_dir / 'eval' / 'report.md'}")
-    real = evaluate_real(cfg, model, run_dir) if model is not None else None
-    if real:
-        print_real(real)
-        print(f"real-speech report: {run_dir / 'eval_real' / 'report.md'}")
+    cross = evaluate_cross_corpus(cfg, model, ckpt, run_dir) if model is not None else {}
+    if cross:
+        print_cross_corpus(cross)
+        print(f"cross-corpus reports: {run_dir / OUT}/<corpus>/report.md")

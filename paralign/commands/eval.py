@@ -36,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = folder_recipe(model_path(args), args.overrides)
     else:
         cfg = recipe_from_args(args)
-    path = model_path(args)
     cascade = cfg.eval.cascade != "none"
-    if cascade and path:
+    if cascade and (args.ckpt or args.model):
         raise SystemExit(f"error: {cfg.name} is a cascade reference (eval.cascade={cfg.eval.cascade}): it has no "
                          "checkpoint; drop --ckpt")
+    path = model_path(args)
     if not cascade and not path:
         raise SystemExit("error: --ckpt or --model is required (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
     from paralign.summary import evaluate_and_print

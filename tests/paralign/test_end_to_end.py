@@ -126,39 +126,72 @@ def _ravdess_layout(root, emotions: dict[str, str], actors=("01", "02")):
                          wave.astype(np.float32), 16000)
 
 
+def _emodb_layout(root, letters=("W", "F", "T", "N", "L")):
+    """Tone clips named and filed as EmoDB releases them (``wav/<speaker><text><emotion><version>.wav``)."""
+    (root / "wav").mkdir(parents=True)
+    for speaker in ("03", "08"):
+        for i, (letter, text) in enumerate(zip(letters, ("a01", "a02", "a04", "a05", "a07"))):
+            t = np.arange(16000) / 16000
+            sf.write(root / "wav" / f"{speaker}{text}{letter}a.wav",
+                     (0.3 * np.sin(2 * np.pi * (140 + 25 * i) * t)).astype(np.float32), 16000)
+
+
 @pytest.mark.slow
-def test_real_speech_eval_scores_the_shared_emotions_only(tiny_run, tmp_path, capsys):
+def test_cross_corpus_eval_scores_each_corpus_on_the_shared_emotions_only(tiny_run, tmp_path, capsys):
     root, run_dir, args = tiny_run
     from paralign.config import load_recipe
     from paralign.evaluate import load_trained
-    from paralign.real_eval import evaluate_real
+    from paralign.evaluation.cross_corpus import evaluate_cross_corpus
 
-    corpus = tmp_path / "ravdess"
+    ravdess, emodb = tmp_path / "ravdess", tmp_path / "EmoDB"
     # neutral / happy / sad / angry are in the tiny corpus; calm (02) and disgust (07) are not
-    _ravdess_layout(corpus, {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "07": "x"})
-    cfg = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"eval.real_eval={corpus}"])
-    model = load_trained(cfg, run_dir / "checkpoints" / "last.ckpt")
-    metrics = evaluate_real(cfg, model, run_dir)
-    emotion = metrics["tasks"]["emotion"]
-    assert emotion["n"] == 2 * 2 * 4  # 2 actors x 2 statements x the 4 shared emotions
-    assert metrics["real_eval"]["emotions"] == ["angry", "happy", "neutral", "sad"]
-    assert 0.0 <= emotion["metrics"]["accuracy"]["value"] <= 1.0
-    assert (run_dir / "eval_real" / "report.md").exists()
-    rows = [json.loads(line) for line in (run_dir / "eval_real" / "generations.jsonl").read_text().splitlines()]
+    _ravdess_layout(ravdess, {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "07": "x"})
+    _emodb_layout(emodb)  # angry, happy, sad, neutral, and boredom (no shared label)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    cfg = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}",
+                                            f"eval.cross_corpus=[ravdess={ravdess},emodb={emodb}]"])
+    model = load_trained(cfg, ckpt)
+    results = evaluate_cross_corpus(cfg, model, ckpt, run_dir)
+    assert list(results) == ["ravdess", "emodb"]
+    ravdess_emotion, emodb_emotion = (results[n]["tasks"]["emotion"] for n in ("ravdess", "emodb"))
+    assert ravdess_emotion["n"] == 2 * 2 * 4  # 2 actors x 2 statements x the 4 shared emotions
+    assert emodb_emotion["n"] == 2 * 4  # 2 speakers x the 4 shared emotions (boredom left out)
+    assert results["emodb"]["cross_corpus"]["emotions"] == ["angry", "happy", "neutral", "sad"]
+    assert set(emodb_emotion["per_emotion"]["accuracy"]) == {"angry", "happy", "neutral", "sad"}
+    assert 0.0 <= emodb_emotion["metrics"]["macro_f1"]["value"] <= 1.0
+    for name in ("ravdess", "emodb"):
+        assert (run_dir / "eval_cross" / name / "report.md").exists()
+    rows = [json.loads(line) for line in (run_dir / "eval_cross" / "ravdess" / "generations.jsonl").read_text()
+            .splitlines()]
     assert {r["task"] for r in rows} == {"emotion"} and {r["speaker"] for r in rows} == {"Actor_01", "Actor_02"}
     # replies to real speech: no teacher reply to score ROUGE against, the reply emotion measure all the same
     # (it stopped with a KeyError after scoring them)
     from paralign.evaluate import evaluate
 
-    shards = metrics["real_eval"]["shards"]
+    shards = results["ravdess"]["cross_corpus"]["shards"]
     replies = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"data.test=[{shards}]",
                                                 "eval.tasks=[response]"])
-    scored = evaluate(replies, run_dir / "checkpoints" / "last.ckpt", run_dir, model=model, out_name="real_replies")
+    scored = evaluate(replies, ckpt, run_dir, model=model, out_name="real_replies")
     assert scored["tasks"]["response"]["metrics"]["reply_emotion_accuracy"]["n"] == 16
-    # absent folder: a note, no figure
-    missing = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"eval.real_eval={tmp_path / 'none'}"])
-    assert evaluate_real(missing, model, run_dir) is None
-    assert "real-speech evaluation skipped" in capsys.readouterr().out
+    # absent folder: a note, no figure; a folder that is neither shards nor named by its importer: an error
+    missing = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}",
+                                                f"eval.cross_corpus=[emodb={tmp_path / 'none'}]"])
+    assert evaluate_cross_corpus(missing, model, ckpt, run_dir) == {}
+    assert "cross-corpus evaluation of emodb skipped" in capsys.readouterr().out
+    unnamed = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"eval.cross_corpus=[{emodb}]"])
+    with pytest.raises(ValueError, match="holds no shards, and 'EmoDB' is no importer"):
+        evaluate_cross_corpus(unnamed, model, ckpt, run_dir)
+
+
+def test_a_run_folder_from_before_cross_corpus_still_loads(tmp_path):
+    """eval.real_eval / real_eval_corpus, as earlier run folders' config.yaml hold them, read as one entry."""
+    from paralign.config import load_recipe
+
+    old = tmp_path / "config.yaml"
+    old.write_text("name: old\ntasks: {emotion: {}}\neval:\n  real_eval: /data/RAVDESS\n  real_eval_corpus: ravdess\n")
+    assert list(load_recipe(old).eval.cross_corpus) == ["ravdess=/data/RAVDESS"]
+    old.write_text("name: old\ntasks: {emotion: {}}\neval:\n  real_eval: null\n  real_eval_corpus: ravdess\n")
+    assert list(load_recipe(old).eval.cross_corpus) == []
 
 
 def test_infer_reads_whispers_words_of_each_file_when_the_model_reads_words(tmp_path, monkeypatch):

@@ -91,7 +91,7 @@ def test_cascade_references_evaluate_without_a_checkpoint(tiny_data, tmp_path, c
         main(["eval", "--recipe", "recipes/cascade_transcript.yaml", "--ckpt", "x.ckpt", *args])
     with pytest.raises(SystemExit, match="nothing to train"):
         main(["train", "--recipe", "recipes/cascade_transcript.yaml", *args])
-    with pytest.raises(SystemExit, match="--ckpt is required"):
+    with pytest.raises(SystemExit, match="--ckpt or --model is required"):
         main(["eval", "--recipe", "recipes/ours.yaml", *TINY, f"data.dir={tiny_data}"])
 
 
