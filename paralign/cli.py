@@ -8,7 +8,7 @@ import sys
 
 COMMANDS = (
     "train", "data", "import_corpus", "shards", "synth", "teacher", "framing_check", "eval", "eval_compare", "infer",
-    "export", "serve", "qa_generate", "qa_bench", "predict_labels", "bench", "slurm",
+    "export", "serve", "probe_layers", "qa_generate", "qa_bench", "predict_labels", "bench", "slurm",
 )
 
 

@@ -1,0 +1,38 @@
+"""``paralign probe-layers --fit <importer>=<folder> --score <importer>=<folder> [--encoder whisper-base]``."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "probe-layers", help="cross-corpus reference: a linear probe on each frozen Whisper layer, fitted on one "
+                             "corpus, scored on another",
+        description="Mean-pools every hidden state of the frozen Whisper encoder over each clip, fits a linear "
+                    "emotion probe per state on --fit and scores it on --score (the emotions both share), with "
+                    "three normalisations of the pooled features (fitting corpus, per corpus, per speaker). It says "
+                    "how much emotion the frozen features carry across corpora, before any training.")
+    parser.add_argument("--fit", required=True, help="<importer>=<folder>, e.g. ravdess=/data/RAVDESS")
+    parser.add_argument("--score", required=True, help="<importer>=<folder>, e.g. emodb=/data/EmoDB")
+    parser.add_argument("--encoder", default="whisper-base", help="a Whisper (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lightning_modules.whisper_transcriber import WhisperTranscriber
+    from paralign.evaluation.layer_probe import corpus_clips, format_layer_probe, layer_probe, pooled_states
+
+    (fit_name, fit), (score_name, score) = corpus_clips(args.fit), corpus_clips(args.score)
+    whisper = WhisperTranscriber.load(args.encoder)
+    report = layer_probe((pooled_states(whisper, fit, f"pooling {fit_name}"), fit),
+                         (pooled_states(whisper, score, f"pooling {score_name}"), score))
+    report = {"encoder": args.encoder, "fit": args.fit, "score": args.score, **report}
+    print(format_layer_probe(report))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"written: {args.out}")
+    return 0
