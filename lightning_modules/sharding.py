@@ -17,7 +17,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 from torch.distributed._composable import checkpoint as checkpoint_activations
@@ -108,6 +107,8 @@ class ShardedStrategy(ModelParallelStrategy):
         return state if self.global_rank == 0 else {}
 
     def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
-        saved = torch.load(checkpoint_path, map_location="cpu", mmap=True, weights_only=weights_only)
+        # Read through the trainer's CheckpointIO plugin (paralign's: data only, one refusal line per unusable file)
+        # to check the keys before any rank loads; Lightning's own read below never unpickles code either.
+        saved = self.checkpoint_io.load_checkpoint(checkpoint_path)
         self.lightning_module.check_checkpoint_keys(saved["state_dict"])
-        return super().load_checkpoint(checkpoint_path, weights_only)
+        return super().load_checkpoint(checkpoint_path, weights_only=True)

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+                        ) -> dict[str, Any]:
+        """Every read the trainer makes (resume, the sharded strategy's key check) goes through ``read_checkpoint``:
+        data only, memory-mapped, one refusal line per unusable file."""
+        if "://" in str(path):  # remote storage: Lightning's own reader, still data only
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        return read_checkpoint(path, mmap=True)
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
