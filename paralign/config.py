@@ -6,9 +6,9 @@ to the recipe); command-line ``key=value`` overrides come last.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, get_type_hints
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -18,11 +18,16 @@ from datamodules.metadata import PROMPT_FIELDS
 from datamodules.tasks import TASK_NAMES
 
 
+def one_of(default: str, *others: str) -> Any:
+    """A field whose value is one of ``default`` and ``others``: declared here, checked by ``load_recipe``."""
+    return field(default=default, metadata={"choices": (default, *others)})
+
+
 @dataclass
 class RunConfig:
     root: str = "runs"
     dir: Optional[str] = None  # default: <root>/<recipe name>/<timestamp>
-    resume: str = "auto"  # auto: continue from <dir>/checkpoints/last.ckpt when it exists; never: start afresh
+    resume: str = one_of("auto", "never")  # auto: continue from <dir>/checkpoints/last.ckpt when it exists
 
 
 @dataclass
@@ -45,7 +50,7 @@ class LLMConfig:
 
 @dataclass
 class EncoderConfig:
-    type: str = "conformer"  # conformer | whisper | hf
+    type: str = one_of("conformer", "whisper", "hf")
     # whisper: whisper-base | whisper-tiny.en (offline, from their wheels) | a Whisper folder or hub id
     name: Optional[str] = None
     cache_dir: Optional[str] = None  # where a wheel Whisper is converted once (default: $PARALIGN_CACHE)
@@ -53,7 +58,7 @@ class EncoderConfig:
     layer: Optional[int] = None
     # whisper, layer None: weighted (the softmax mix, d_model wide) | concat (every hidden state side by side,
     # (layers + 1) x d_model wide: no information merged away before the adapter, at a wider adapter input)
-    layer_mix: str = "weighted"
+    layer_mix: str = one_of("weighted", "concat")
     lora_rank: int = 0  # whisper: >0 puts LoRA (peft) on the encoder's layers
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
@@ -78,11 +83,11 @@ class EncoderConfig:
 
 @dataclass
 class AdapterConfig:
-    type: str = "stack"  # stack | conv
+    type: str = one_of("stack", "conv")
     stack: int = 0  # 0: derived from tokens_per_second
     tokens_per_second: float = 12.5
     hidden: Optional[int] = None
-    activation: str = "swiglu"
+    activation: str = one_of("swiglu", "gelu")
 
 
 @dataclass
@@ -91,7 +96,7 @@ class MetadataConfig:
     ``[emotion: sad; valence 1.8, arousal 2.1, dominance 2.4]``, at training and at inference."""
 
     enabled: bool = False
-    source: str = "labels"  # labels (the clip's own) | predicted (`paralign predict-labels` wrote them in the shards)
+    source: str = one_of("labels", "predicted")  # predicted: `paralign predict-labels` wrote them in the shards
     fields: List[str] = field(default_factory=lambda: ["emotion", "valence", "arousal", "dominance"])
     segments: bool = False  # time-stamped per-segment metadata where the source has segments (long clips)
 
@@ -104,12 +109,12 @@ class TaskConfig:
     start_step: int = 0  # the loss weight is 0 before this step ...
     ramp_steps: int = 0  # ... then rises linearly to `weight` over this many steps
     instructions: List[str] = field(default_factory=list)  # user-turn templates with {speech}; empty: task default
-    target: str = ""  # teacher | label | transcript | qa; empty: task default
-    teacher_variant: str = "conditioned"  # conditioned (emotion/style stated to the teacher) | plain
-    loss: str = "ce"  # ce | kl | ce+kl
+    target: str = one_of("", "teacher", "label", "transcript", "qa")  # empty: the task's default
+    teacher_variant: str = one_of("conditioned", "plain")  # conditioned: emotion/style stated to the teacher
+    loss: str = one_of("ce", "kl", "ce+kl")
     kl_weight: float = 1.0
     kl_temperature: float = 1.0
-    kl_source: str = "cached"  # cached (top-k in the shards) | online (a teacher pass of the frozen LLM every step)
+    kl_source: str = one_of("cached", "online")  # cached: top-k in the shards; online: a teacher pass every step
     max_target_tokens: int = 64
     metadata: MetadataConfig = field(default_factory=MetadataConfig)  # method 2 (explicit)
 
@@ -178,7 +183,7 @@ class CorpusConfig:
 @dataclass
 class DataConfig:
     # synth: build the espeak corpus into `dir`; tiny: tones made in code; shards: use paths; import: `corpus` below
-    source: str = "synth"
+    source: str = one_of("synth", "tiny", "shards", "import")
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     dir: str = "data/demo"
     train: List[str] = field(default_factory=list)  # shard sources (files, folders, brace patterns, pipe:)
@@ -189,7 +194,7 @@ class DataConfig:
     sample_rate: int = 16000
     # auto: what the encoder takes (conformer: logmel; whisper: Whisper's log-mel; hf: hf); logmel: our own log-mel;
     # hf: encoder.hf_name's own feature extractor (Whisper's log-mel, wav2vec2's raw waveform)
-    features: str = "auto"
+    features: str = one_of("auto", "logmel", "hf")
     max_batch_seconds: float = 60.0
     max_batch_size: int = 16
     bucket_window: int = 64
@@ -229,10 +234,10 @@ class PromptConfig:
     cue: str = "({cue})"
     emotion_cue: str = "I feel {emotion}."  # {emotion}: the adjective ("afraid")
     style_cue: str = ""  # {styles}: the style phrases ("speaking slowly"); empty: the cue leaves styles out
-    content: str = "speech"  # speech | transcript
+    content: str = one_of("speech", "transcript")
     # content: transcript reads Whisper's transcript of each clip (prep/transcribe.py, cached in the shards), as
     # inference gets it; corpus: the corpus's own transcripts (cheaper, but training then never sees ASR errors)
-    transcripts: str = "whisper"  # whisper | corpus
+    transcripts: str = one_of("whisper", "corpus")
     asr_model: Optional[str] = None  # None: encoder.name when that is a Whisper, else whisper-base
     # Perceive, then reply: the response task's prompt carries a feeling cue right after the speech. Training
     # puts the clip's true emotion there; evaluation and `paralign infer` first ask the frozen LLM the emotion
@@ -269,7 +274,7 @@ class OptimConfig:
     weight_decay: float = 0.01
     betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
     warmup_steps: int = 100
-    scheduler: str = "cosine"  # cosine | linear | constant
+    scheduler: str = one_of("cosine", "linear", "constant")
     min_lr_ratio: float = 0.05
     # Whisper's learned layer mix (7 logits for base) gets optim.lr x this: at the shared rate Adam moves each logit
     # ~lr per step, so a few hundred steps leave the mix uniform (measured: 0.137-0.148 after 250 steps at 1e-3)
@@ -286,7 +291,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
-    strategy: str = "auto"  # auto | ddp | fsdp (FSDP2: lightning_modules/sharding.py)
+    strategy: str = one_of("auto", "ddp", "fsdp")  # fsdp: FSDP2 (lightning_modules/sharding.py)
     precision: str = "32-true"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float = 1.0
@@ -329,19 +334,19 @@ class EvalConfig:
     split: str = "test"
     tasks: List[str] = field(default_factory=list)  # empty: every enabled task
     max_clips: int = 0  # 0: all
-    judge: str = "none"  # none | local | openai
+    judge: str = one_of("none", "local", "openai")
     judge_model: Optional[str] = None
     # local judge: expected = the probability-weighted score over the rubric's bands (G-Eval); generate = greedy
-    judge_mode: str = "expected"
+    judge_mode: str = one_of("expected", "generate")
     judge_base_url: Optional[str] = None
     after_train: bool = False  # evaluate the last checkpoint when training ends (the demo does)
     showcase_split: Optional[str] = None  # a split whose clips are printed side by side after evaluation
     # The teacher replies the response task is scored against, whatever the run trained on: every system is
     # measured against the same emotion-aware replies.
-    reference_variant: str = "conditioned"  # conditioned | plain
+    reference_variant: str = one_of("conditioned", "plain")
     # A cascade reference instead of a trained model: the transcript (and the labels in words) typed into the
     # frozen LLM where the speech would go; nothing to train, `paralign eval` without --ckpt.
-    cascade: str = "none"  # none | transcript | transcript+labels
+    cascade: str = one_of("none", "transcript", "transcript+labels")
     # Other corpora, zero-shot (other recordings, speakers, languages): after the evaluation, the LLM's own emotion
     # answers on each, on the emotions the training corpus also has, into <run>/eval_cross/<name>/. An entry is
     # "<importer>=<folder>" for a corpus as released (e.g. emodb=/data/EmoDB, ravdess=/data/RAVDESS; imported once)
@@ -350,7 +355,7 @@ class EvalConfig:
     # The linear probe: fitted on one half of the evaluated clips and scored on the other (half), or fitted on the
     # train split and scored on all evaluated clips (train: the honest figure where the train split has other
     # speakers than the test split)
-    probe_fit: str = "half"
+    probe_fit: str = one_of("half", "train")
 
 
 @dataclass
@@ -565,6 +570,16 @@ def _check_shapes(cfg: DictConfig, where: Where) -> None:
                           "per head)")
 
 
+def declared_choices(schema: type, prefix: str = "") -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(dotted key, allowed values) of every ``one_of`` field of ``schema`` and the sections inside it."""
+    types = get_type_hints(schema)
+    for item in fields(schema):
+        if "choices" in item.metadata:
+            yield prefix + item.name, item.metadata["choices"]
+        elif is_dataclass(types[item.name]):
+            yield from declared_choices(types[item.name], f"{prefix}{item.name}.")
+
+
 def _check(cfg: DictConfig, where: Where) -> DictConfig:
     for name in cfg.tasks:
         if name not in TASK_NAMES:
@@ -576,23 +591,9 @@ def _check(cfg: DictConfig, where: Where) -> DictConfig:
     problems = recipe_problems(cfg)
     if problems:  # each begins with the key it is about
         raise RecipeError(f"{where(problems[0].split()[0].rstrip(':'))}: {problems[0]}")
-    choices = {
-        "encoder.type": ("conformer", "whisper", "hf"),
-        "encoder.layer_mix": ("weighted", "concat"), "adapter.type": ("stack", "conv"),
-        "adapter.activation": ("swiglu", "gelu"), "optim.scheduler": ("cosine", "linear", "constant"),
-        "data.source": ("synth", "tiny", "shards", "import"), "data.features": ("auto", "logmel", "hf"),
-        "run.resume": ("auto", "never"), "prompt.content": ("speech", "transcript"),
-        "prompt.transcripts": ("whisper", "corpus"),
-        "trainer.strategy": ("auto", "ddp", "fsdp"), "eval.judge": ("none", "local", "openai"),
-        "eval.judge_mode": ("expected", "generate"), "eval.probe_fit": ("half", "train"),
-        "eval.reference_variant": ("conditioned", "plain"), "eval.cascade": ("none", "transcript", "transcript+labels"),
-    }
+    choices = dict(declared_choices(Recipe))
     for name, task in cfg.tasks.items():
-        choices[f"tasks.{name}.loss"] = ("ce", "kl", "ce+kl")
-        choices[f"tasks.{name}.kl_source"] = ("cached", "online")
-        choices[f"tasks.{name}.teacher_variant"] = ("conditioned", "plain")
-        choices[f"tasks.{name}.target"] = ("", "teacher", "label", "transcript", "qa")
-        choices[f"tasks.{name}.metadata.source"] = ("labels", "predicted")
+        choices.update(declared_choices(TaskConfig, f"tasks.{name}."))
         for i, value in enumerate(task.metadata.fields):
             if value not in PROMPT_FIELDS:
                 raise RecipeError(f"{where(f'tasks.{name}.metadata.fields')}: tasks.{name}.metadata.fields[{i}]="
