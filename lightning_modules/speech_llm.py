@@ -105,7 +105,7 @@ class SpeechLLM(pl.LightningModule):
             if ctc is not None:
                 logs["ctc/loss"] = ctc.detach()
                 total = total + self.cfg.ctc.weight * ctc
-        pooled = self._pool(speech, speech_lens)
+        pooled = self.pool(speech, speech_lens)
         for kind, head in self.classifiers.items():
             loss = self._classifier_loss(head, pooled, batch["meta"], kind)
             if loss is not None:
@@ -177,7 +177,8 @@ class SpeechLLM(pl.LightningModule):
                 torch.tensor(keep, device=device, dtype=torch.bool))
 
     @staticmethod
-    def _pool(speech: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    def pool(speech: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """Mean of each row's valid speech tokens: what the classifier heads, the probe and label prediction read."""
         valid = (torch.arange(speech.shape[1], device=speech.device)[None] < lens[:, None]).to(speech.dtype)
         return (speech * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)
 

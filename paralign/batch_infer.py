@@ -76,7 +76,7 @@ def answer_manifest(answerer: Answerer, clips: list[tuple[str, str]], questions:
     """Answer the clips not yet in ``out``; returns counts of answered, failed and skipped (already there) clips.
     A failed clip (unreadable, silent, too long ...) is logged with its reason and not written, so a rerun tries it
     again."""
-    from paralign.evaluate import model_fingerprint
+    from paralign.evaluation.run import model_fingerprint
 
     out = Path(out)
     stamp = {"model": model_fingerprint(answerer.cfg, answerer.model), "generation": answerer.generation}

@@ -19,7 +19,7 @@ from datamodules.metadata import MetadataSpec, metadata_text, with_metadata
 from datamodules.tasks import DEFAULT_INSTRUCTIONS
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.checkpoint_io import recipe_of_checkpoint
-from paralign.evaluate import load_trained
+from paralign.model_folder import load_trained
 from paralign.perceive import perceived_emotions
 
 

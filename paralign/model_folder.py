@@ -1,4 +1,5 @@
-"""An exported model: a self-describing folder holding everything but the frozen models, which it names.
+"""A trained model: loaded from a checkpoint or an exported model folder (``load_trained``), and exported as a
+self-describing folder holding everything but the frozen models, which it names.
 
 ``paralign export RUN_OR_CKPT --out DIR`` writes
 
@@ -255,3 +256,15 @@ def _built(build: Any, what: str, name: str, source: str) -> Any:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelFolderError(f"cannot load the base {what} '{name}' ({source}) this model needs: {reason}; "
                                f"install it, or point at a copy (e.g. llm.name=<folder>)") from None
+
+
+def load_trained(cfg: DictConfig, ckpt: str | Path) -> SpeechLLM:
+    """The recipe's model with the trainable weights of ``ckpt``, a checkpoint or an exported model folder (the
+    frozen LLM comes from its own source)."""
+    if is_model_folder(ckpt):
+        return load_model(ckpt, cfg)
+    state = read_checkpoint(ckpt)
+    model = SpeechLLM(cfg)
+    model.on_load_checkpoint(state)
+    model.load_state_dict(state["state_dict"], strict=False)
+    return model.eval()

@@ -63,7 +63,7 @@ class LabelPredictor:
         """Labels of one waveform (at ``self.sample_rate``)."""
         feats = self.features(wave)[None]
         speech, lens = self.model.speech_embeddings(feats, torch.tensor([feats.shape[1]]))
-        pooled = self.model._pool(speech, lens)
+        pooled = self.model.pool(speech, lens)
         probs = self.model.classifiers["emotion"](pooled).softmax(-1)[0]
         best = int(probs.argmax())
         out: dict[str, Any] = {"emotion": EMOTIONS[best], "confidence": round(float(probs[best]), 4)}

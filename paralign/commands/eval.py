@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     path = model_path(args)
     if not cascade and not path:
         raise SystemExit("error: --ckpt or --model is required (e.g. runs/demo/<time>/checkpoints/last.ckpt)")
-    from paralign.summary import evaluate_and_print
+    from paralign.evaluation.summary import evaluate_and_print
 
     run_dir = args.run_dir
     if cascade:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 128 + int(signal.SIGTERM)
     if cfg.eval.after_train:
-        from paralign.summary import evaluate_and_print
+        from paralign.evaluation.summary import evaluate_and_print
 
         evaluate_and_print(cfg, run_dir / "checkpoints" / "last.ckpt", run_dir)
     print(f"run folder: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")

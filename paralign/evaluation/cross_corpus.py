@@ -95,7 +95,7 @@ def evaluate_cross_corpus(cfg: DictConfig, model: SpeechLLM, ckpt: str | Path,
                           run_dir: Path) -> dict[str, dict[str, Any]]:
     """Emotion answers of ``model`` (from ``ckpt``) on each of ``eval.cross_corpus`` (name -> metrics); an absent
     folder is said and skipped."""
-    from paralign.evaluate import evaluate
+    from paralign.evaluation.run import evaluate
 
     entries = list(cfg.eval.get("cross_corpus") or [])
     if not entries or "emotion" not in model.tasks:

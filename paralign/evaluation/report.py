@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from paralign.evaluation.scoring import compute_metrics
+from paralign.evaluation.figures import compute_metrics
 from scoring.metrics import plot_confusion
 
 __all__ = ["compute_metrics", "write_report", "METRIC_HELP", "LOWER_IS_BETTER", "format_estimate", "digits_for"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from paralign.evaluation.judge import Judge
 from paralign.evaluation.report import render_markdown
-from paralign.evaluation.scoring import compute_metrics
+from paralign.evaluation.figures import compute_metrics
 
 
 class ReplyLengthJudge(Judge):

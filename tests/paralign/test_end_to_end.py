@@ -140,7 +140,7 @@ def _emodb_layout(root, letters=("W", "F", "T", "N", "L")):
 def test_cross_corpus_eval_scores_each_corpus_on_the_shared_emotions_only(tiny_run, tmp_path, capsys):
     root, run_dir, args = tiny_run
     from paralign.config import load_recipe
-    from paralign.evaluate import load_trained
+    from paralign.model_folder import load_trained
     from paralign.evaluation.cross_corpus import evaluate_cross_corpus
 
     ravdess, emodb = tmp_path / "ravdess", tmp_path / "EmoDB"
@@ -166,7 +166,7 @@ def test_cross_corpus_eval_scores_each_corpus_on_the_shared_emotions_only(tiny_r
     assert {r["task"] for r in rows} == {"emotion"} and {r["speaker"] for r in rows} == {"Actor_01", "Actor_02"}
     # replies to real speech: no teacher reply to score ROUGE against, the reply emotion measure all the same
     # (it stopped with a KeyError after scoring them)
-    from paralign.evaluate import evaluate
+    from paralign.evaluation.run import evaluate
 
     shards = results["ravdess"]["cross_corpus"]["shards"]
     replies = load_recipe("recipes/tiny.yaml", [f"data.dir={root / 'data'}", f"data.test=[{shards}]",

@@ -101,7 +101,7 @@ def test_cascade_words_go_where_the_speech_goes():
     import torch
 
     from lightning_modules.speech_llm import SpeechLLM
-    from paralign.evaluate import cascade_replies
+    from paralign.evaluation.run import cascade_replies
     from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
     torch.manual_seed(0)

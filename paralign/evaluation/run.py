@@ -23,26 +23,12 @@ from datamodules.features import build_features
 from datamodules.tasks import Task
 from datamodules.vocab import LABEL_SETS
 from lightning_modules.speech_llm import SpeechLLM
-from paralign.checkpoint_io import read_checkpoint
 from paralign.data import shard_sources
+from paralign.model_folder import load_trained
 from paralign.perceive import perceived_emotions
 from scoring.probe import Pooled, probe_accuracy
 
 log = logging.getLogger(__name__)
-
-
-def load_trained(cfg: DictConfig, ckpt: str | Path) -> SpeechLLM:
-    """The recipe's model with the trainable weights of ``ckpt``, a checkpoint or an exported model folder (the
-    frozen LLM comes from its own source)."""
-    from paralign.model_folder import is_model_folder, load_model
-
-    if is_model_folder(ckpt):
-        return load_model(ckpt, cfg)
-    state = read_checkpoint(ckpt)
-    model = SpeechLLM(cfg)
-    model.on_load_checkpoint(state)
-    model.load_state_dict(state["state_dict"], strict=False)
-    return model.eval()
 
 
 def reference_tasks(cfg: DictConfig, tasks: dict[str, Task]) -> dict[str, Task]:
@@ -177,7 +163,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     """
     from paralign.evaluation.reply_emotion import reply_emotion_metrics
     from paralign.evaluation.report import write_report
-    from paralign.evaluation.scoring import compute_metrics
+    from paralign.evaluation.figures import compute_metrics
 
     cascade = cfg.eval.cascade
     if (ckpt is None) != (cascade != "none"):
@@ -208,7 +194,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
             for batch in tqdm(loader, desc=f"evaluating {task}", unit="batch"):
                 if cascade == "none":  # the probe's pooled tokens, once per clip (a cascade has none)
                     speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
-                    for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
+                    for key, vec, meta in zip(batch["keys"], SpeechLLM.pool(speech, lens), batch["meta"]):
                         pooled.setdefault(key, (vec.float(), meta))
                 clips_seen.update(batch["keys"])
                 if not all((k, t) in done for k, t in zip(batch["keys"], batch["task"])):
@@ -254,7 +240,7 @@ def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tu
     for batch in tqdm(dm.test_dataloader(), desc=f"probe: pooling the {split} split", unit="batch"):
         speech, lens = model.speech_embeddings(batch["features"].to(model.device),
                                                batch["feature_lens"].to(model.device))
-        for key, vec, meta in zip(batch["keys"], SpeechLLM._pool(speech, lens), batch["meta"]):
+        for key, vec, meta in zip(batch["keys"], SpeechLLM.pool(speech, lens), batch["meta"]):
             pooled[key] = (vec.float().cpu(), meta)
     return pooled
 

@@ -77,7 +77,8 @@ def print_showcase(records: list[dict[str, Any]]) -> None:
 def evaluate_and_print(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path) -> None:
     """``paralign eval`` and the end of ``paralign train`` (``eval.after_train``): the held-out evaluation, the
     showcase (``eval.showcase_split``) and the zero-shot figures on other corpora (``eval.cross_corpus``), printed."""
-    from paralign.evaluate import evaluate, load_trained, showcase_records
+    from paralign.evaluation.run import evaluate, showcase_records
+    from paralign.model_folder import load_trained
     from paralign.evaluation.cross_corpus import OUT, evaluate_cross_corpus
 
     run_dir = Path(run_dir)
