@@ -53,7 +53,7 @@ class ExampleBuilder:
         if framing.content == "transcript":
             words = framing.heard_words(clip)
             template = framing.student_template(template, words)
-        elif clip.get("asr") or framing.transcripts == "corpus":  # what a cascade reads (paralign/evaluate.py)
+        elif clip.get("asr") or framing.transcripts == "corpus":  # what a cascade reads (paralign/evaluation/run.py)
             words = framing.heard_words(clip)
         # perceive: training reads the true emotion's cue after the speech; generation puts the one the model names
         # there (SpeechLLM.generate ``cues``), so the example's ``template`` stays without it
