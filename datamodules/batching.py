@@ -59,7 +59,7 @@ def _cut(items: Iterator[T], duration: Callable[[T], float], max_seconds: float,
 def pad_features(examples: list[dict[str, Any]]) -> dict[str, Any]:
     """Default collate: ``features`` padded with zeros along time (dim 0) to ``[B, T, n_mels]`` (or ``[B, T]`` for
     1-D features such as raw waveforms), ``feature_lens`` (LongTensor), ``keys``, and every other field of the
-    examples as a list (``audio``, ``meta``, ``teacher``, ...)."""
+    examples as a list (``meta``, ``teacher``, ...)."""
     if not examples:
         raise ValueError("pad_features got an empty batch")
     feats = [e["features"] for e in examples]

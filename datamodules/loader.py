@@ -95,17 +95,17 @@ class BatchStream(IterableDataset):
 
     def _decode(self, planned: list[tuple[dict, LightClip]], skips: Counter) -> list[dict]:
         """Decode, resample and featurise each clip of the batch once; drop the examples of bad clips."""
-        decoded: dict[int, tuple | None] = {}
+        decoded: dict[int, Any] = {}
         examples = []
         for example, light in planned:
             if id(light) not in decoded:
                 decoded[id(light)] = self._decode_clip(light, skips)
             if decoded[id(light)] is not None:
-                example["audio"], example["sample_rate"], example["features"] = decoded[id(light)]
+                example["features"] = decoded[id(light)]
                 examples.append(example)
         return examples
 
-    def _decode_clip(self, light: LightClip, skips: Counter) -> tuple | None:
+    def _decode_clip(self, light: LightClip, skips: Counter) -> Any:
         try:
             wave, sr = load_audio(light.audio_bytes, self.sample_rate)
         except (RuntimeError, ValueError, OSError):
@@ -118,7 +118,7 @@ class BatchStream(IterableDataset):
         if self.augment is not None:
             # seeded per clip and epoch, so a resumed run augments each clip as the first run did
             wave = self.augment(wave, sr, random.Random(f"augment:{self.seed}:{self.epoch}:{light.key}"))
-        return wave, sr, self.features(wave)
+        return self.features(wave)
 
 
 def _identity(item: Any) -> Any:

@@ -77,8 +77,9 @@ class LightClip:
     audio_bytes: bytes
 
     def clip(self) -> dict[str, Any]:
-        """The public per-clip dict, before decoding (``audio`` / ``features`` / ``sample_rate`` are None)."""
-        return {"key": self.key, "audio": None, "sample_rate": None, "features": None, "meta": self.meta,
+        """The public per-clip dict, before decoding (``features`` is None until the loader decodes the clip; the
+        waveform itself never travels in a batch)."""
+        return {"key": self.key, "features": None, "meta": self.meta,
                 "teacher": self.teacher, "qa": self.qa, "asr": self.asr, "duration": self.duration}
 
 
