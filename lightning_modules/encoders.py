@@ -54,6 +54,10 @@ class ConformerEncoder(nn.Module):
         self.output_dim = d_model
         self.frame_rate = FEATURE_FRAME_RATE / 4
 
+    def blocks(self) -> nn.ModuleList:
+        """The repeated blocks (FSDP units, activation-checkpointing units)."""
+        return self.conformer.conformer_layers
+
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         valid = torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None]
         x = (features - self.feature_mean) / self.feature_std * valid[..., None]
@@ -91,6 +95,10 @@ class HFAudioEncoder(nn.Module):
         layers = self.model.encoder.layers
         for layer in list(layers)[len(layers) - trainable_layers:] if trainable_layers else []:
             layer.requires_grad_(True)
+
+    def blocks(self) -> nn.ModuleList:
+        """The repeated blocks (FSDP units, activation-checkpointing units)."""
+        return self.model.encoder.layers
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask = None

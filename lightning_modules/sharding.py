@@ -24,9 +24,6 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
 
-from lightning_modules.encoders import ConformerEncoder, HFAudioEncoder
-from lightning_modules.whisper_encoder import WhisperSpeechEncoder
-
 
 def decoder_layers(llm: nn.Module) -> nn.ModuleList:
     """The decoder layers of a ``FrozenLLM`` (any transformers causal LM with ``get_decoder().layers``)."""
@@ -36,23 +33,12 @@ def decoder_layers(llm: nn.Module) -> nn.ModuleList:
     return decoder.layers
 
 
-def encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
-    """The repeated blocks of an encoder from lightning_modules/encoders.py."""
-    if isinstance(encoder, ConformerEncoder):
-        return encoder.conformer.conformer_layers
-    if isinstance(encoder, WhisperSpeechEncoder):
-        return encoder.whisper.layers
-    if isinstance(encoder, HFAudioEncoder):
-        return encoder.model.encoder.layers
-    raise TypeError(f"no known blocks in encoder {type(encoder).__name__}")
-
-
 def checkpoint_blocks(module: nn.Module, llm: bool, encoder: bool) -> None:
     """Recompute each decoder layer's / encoder block's activations in the backward pass instead of keeping them.
 
     The composable ``checkpoint`` keeps parameter names (checkpoints stay interchangeable with and without it)
     and works under the frozen LLM's eval mode, where transformers' own gradient checkpointing switches off."""
-    blocks = ([*decoder_layers(module.llm)] if llm else []) + ([*encoder_blocks(module.encoder)] if encoder else [])
+    blocks = ([*decoder_layers(module.llm)] if llm else []) + ([*module.encoder.blocks()] if encoder else [])
     for block in blocks:
         checkpoint_activations(block)
 
@@ -73,7 +59,7 @@ def shard(module: nn.Module, mesh: DeviceMesh) -> None:
     # Explicitly resharded after forward: a root unit would otherwise keep the embeddings and LM head (1B
     # parameters for Llama-3-8B) gathered from its forward to the end of the backward pass.
     fully_shard(module.llm, mesh=mesh, reshard_after_forward=True)
-    for block in encoder_blocks(module.encoder):
+    for block in module.encoder.blocks():
         fully_shard(block, mesh=mesh)
     fully_shard(module.encoder, mesh=mesh)
     fully_shard(module.adapter, mesh=mesh)

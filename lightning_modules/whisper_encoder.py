@@ -91,6 +91,10 @@ class WhisperSpeechEncoder(nn.Module):
             states[-1] = w.layer_norm(states[-1])
         return states, out_lens
 
+    def blocks(self) -> nn.ModuleList:
+        """The repeated blocks (FSDP units, activation-checkpointing units)."""
+        return self.whisper.layers
+
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         states, out_lens = self.hidden_states(features, lengths)
         if self.concat:

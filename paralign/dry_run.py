@@ -182,7 +182,7 @@ def memory_lines(cfg: DictConfig, modules: dict[str, nn.Module]) -> tuple[list[L
         ec = encoder.whisper.config if whisper else encoder.model.config
         width = encoder.output_dim
         ffn = getattr(ec, "encoder_ffn_dim", None) or ec.intermediate_size
-        blocks = len(encoder.whisper.layers if whisper else encoder.model.encoder.layers)
+        blocks = len(encoder.blocks())
         frames = rows * seconds * encoder.frame_rate  # Whisper too: it runs on the real length, not 30 s
         frame_note = f"{encoder.frame_rate:g} encoder frames/s"
     ac_encoder = cfg.llm.activation_checkpointing or cfg.encoder.activation_checkpointing
