@@ -2,6 +2,8 @@
 folder, the server), and tone clips."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -23,3 +25,15 @@ def tiny_run(tmp_path_factory):
 def tone(path, seconds=1.0, sr=16000, hz=200):
     sf.write(path, 0.3 * np.sin(np.arange(int(seconds * sr)) * 2 * np.pi * hz / sr), sr)
     return path
+
+
+SPEECH = Path(__file__).resolve().parents[3] / "shared" / "ravdess_dev"  # real recordings, beside this checkout
+
+
+@pytest.fixture
+def recording(tmp_path) -> Path:
+    """A real speech recording where one is at hand, else a tone. Either is fine for the tests that take it: they
+    check the plumbing (file -> request -> model -> reply), and the tiny model's reply is gibberish whatever it
+    hears."""
+    recordings = sorted(SPEECH.rglob("*.wav")) if SPEECH.is_dir() else []
+    return recordings[0] if recordings else tone(tmp_path / "tone.wav", seconds=2.0)

@@ -50,9 +50,9 @@ def _post(url: str, body: bytes, key: str | None = KEY) -> tuple[int, dict]:
 
 
 @pytest.mark.slow
-def test_the_openai_client_gets_the_models_reply_to_a_recording(served, tmp_path):
+def test_the_openai_client_gets_the_models_reply_to_a_recording(served, recording):
     url, answerer, _ = served
-    clip = tone(tmp_path / "clip.wav", hz=220).read_bytes()
+    clip = recording.read_bytes()
     client = _client(url)
     assert [m.id for m in client.models.list().data] == ["tiny-test"]
     done = client.chat.completions.create(model="tiny-test", messages=[

@@ -10,10 +10,7 @@ import pytest
 from paralign.infer import Answerer, Question, checked_wave, load_for_inference
 from paralign.serve import create_app, serving_in_thread
 from tests.browser import chromium, screenshot  # noqa: F401  (chromium: a fixture)
-from tests.paralign.conftest import tone
 
-REPO = Path(__file__).resolve().parents[2]
-SPEECH = REPO.parent / "shared" / "ravdess_dev"  # real recordings, where this checkout sits beside them
 MODEL_ID = "tiny-under-test"
 # Generous: the machine may be training on both cores, and the page's requests wait for the model.
 WAIT_S = 120
@@ -33,14 +30,6 @@ def answerer(tiny_run):
     _, run_dir, _ = tiny_run
     model, cfg = load_for_inference(run_dir / "checkpoints" / "last.ckpt")
     return Answerer(model, cfg, max_new_tokens=8, do_sample=False)  # greedy: the same reply every time
-
-
-@pytest.fixture
-def clip(tmp_path) -> Path:
-    """A real speech recording where one is at hand, else a tone. Either is fine: the tests check the plumbing
-    (file -> page -> API -> model -> page), and the tiny model's reply is gibberish whatever it hears."""
-    recordings = sorted(SPEECH.rglob("*.wav")) if SPEECH.is_dir() else []
-    return recordings[0] if recordings else tone(tmp_path / "tone.wav", seconds=2.0)
 
 
 @pytest.fixture
@@ -94,28 +83,28 @@ def settled_status(driver, name: str):
     return status
 
 
-def test_page_shows_the_models_own_reply_to_an_uploaded_wav(browser, answerer, clip):
+def test_page_shows_the_models_own_reply_to_an_uploaded_wav(browser, answerer, recording):
     model, cfg = answerer.model, answerer.cfg
     assert "emotion" in model.tasks  # the page asks it too, so its cell must fill
     # The reply expected: the model's greedy answer to the response task's question, asked directly, on the wave
     # read from the file's bytes as the server reads the page's upload. Asked before the server starts, so the
     # model is never used by two threads at once.
-    wave = checked_wave(clip.read_bytes(), cfg.data.sample_rate, clip.name)
+    wave = checked_wave(recording.read_bytes(), cfg.data.sample_rate, recording.name)
     question = Question(model.tasks["response"].instructions[0])
     expected = answerer.answer([wave], [[question]])[0].replies[0]
 
     with serving_in_thread(create_app(answerer, MODEL_ID)) as url:
         open_page(browser, url)
-        upload(browser, clip)
-        status = settled_status(browser, clip.name)
+        upload(browser, recording)
+        status = settled_status(browser, recording.name)
 
-        assert status.text == f"answered {clip.name}", status.text
+        assert status.text == f"answered {recording.name}", status.text
         assert collapsed(element(browser, "reply").text.strip()) == collapsed(expected.strip())
         assert element(browser, "emotion").text.strip(), "the emotion cell is empty"
         assert element(browser, "model").text == MODEL_ID
 
 
-def test_page_answers_once_given_the_api_key_the_server_asks_for(browser, answerer, clip):
+def test_page_answers_once_given_the_api_key_the_server_asks_for(browser, answerer, recording):
     from selenium.webdriver.common.keys import Keys
 
     with serving_in_thread(create_app(answerer, MODEL_ID, api_key="k")) as url:
@@ -126,7 +115,7 @@ def test_page_answers_once_given_the_api_key_the_server_asks_for(browser, answer
 
         # ... and a file chosen now gets the server's 401 message, shown as an error (not "cannot reach": that was
         # the page's load, this is the upload's answer).
-        upload(browser, clip)
+        upload(browser, recording)
         wait_for(browser, lambda: status.text.startswith("missing or wrong API key")
                  and status.get_attribute("class") == "error", "the page shows the 401 of the upload")
         assert element(browser, "reply").text == ""
@@ -139,9 +128,9 @@ def test_page_answers_once_given_the_api_key_the_server_asks_for(browser, answer
         # The same file again, as a user would after fixing the key. A browser fires the file input's change event
         # only when the chosen file differs from the one it holds, so this needs the page to empty its input once
         # it has taken a file.
-        upload(browser, clip)
-        status = settled_status(browser, clip.name)
+        upload(browser, recording)
+        status = settled_status(browser, recording.name)
 
-        assert status.text == f"answered {clip.name}", status.text
+        assert status.text == f"answered {recording.name}", status.text
         assert status.get_attribute("class") == ""
         assert element(browser, "emotion").text.strip(), "the emotion cell is empty"
