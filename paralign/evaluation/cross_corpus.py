@@ -111,8 +111,10 @@ def evaluate_cross_corpus(cfg: DictConfig, model: SpeechLLM, ckpt: str | Path,
         out_name = f"{OUT}/{corpus.name}"
         metrics = evaluate(other, ckpt, run_dir, model=model, out_name=out_name,
                            title=f"Emotion on another corpus, zero-shot: {corpus.name} ({corpus.folder})")
+        scored = metrics.get("tasks", {}).get("emotion", {}).get("per_emotion", {}).get("accuracy", {})
+        # the emotions both corpora have: the ones its clips were scored on (chance is one over their number)
         metrics["cross_corpus"] = {"name": corpus.name, "source": str(corpus.folder), "shards": str(shards),
-                                   "emotions": sorted(trained_emotions(cfg))}
+                                   "emotions": sorted(e for e, v in scored.items() if v.get("n"))}
         (run_dir / out_name / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
         results[corpus.name] = metrics
     return results
