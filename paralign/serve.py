@@ -61,7 +61,6 @@ class ApiError(Exception):
 class _Pending:
     wave: Any
     question: Question
-    task: str | None
     future: asyncio.Future
 
 
@@ -75,7 +74,7 @@ class Batcher:
         self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="paralign-model")
         self.batches: list[int] = []  # sizes of the batches answered (the benchmark and tests read them)
 
-    async def ask(self, wave: Any, question: Question, task: str | None) -> Answer:
+    async def ask(self, wave: Any, question: Question) -> Answer:
         if self.queue is None:
             self.queue = asyncio.Queue()
             asyncio.get_running_loop().create_task(self._run())
@@ -83,7 +82,7 @@ class Batcher:
             raise ApiError(429, f"too many waiting requests ({self.limits.max_waiting}): try again shortly",
                            kind="rate_limit_error")
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Pending(wave, question, task, future))
+        await self.queue.put(_Pending(wave, question, future))
         return await future
 
     async def _run(self) -> None:
@@ -148,10 +147,12 @@ def create_app(answerer: Answerer, model_id: str, limits: Limits | None = None,
         authorize(request)
         body = await _json_body(request, int(limits.max_body_mb * 1e6))
         wave, question, task = _parse_request(body, answerer, tasks, limits)
-        answer = await batcher.ask(wave, question, task)
+        answer = await batcher.ask(wave, question)
         reply = answer.replies[0]
-        extra = {"task": task, "heard": answer.heard, "perceived": answer.perceived,
-                 "labels": named_labels({task: reply}) if task else {}}
+        # matching an answer to a label may run a sentence-embedding model: on the model's thread, not the loop's
+        labels = await asyncio.get_running_loop().run_in_executor(batcher.worker, named_labels, {task: reply}) \
+            if task else {}
+        extra = {"task": task, "heard": answer.heard, "perceived": answer.perceived, "labels": labels}
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if body.get("stream"):
             return StreamingResponse(_stream(completion_id, model_id, reply, extra), media_type="text/event-stream")
