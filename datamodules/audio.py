@@ -51,3 +51,20 @@ def audio_problem(wave: np.ndarray, sr: int, min_s: float = 0.0, max_s: float | 
     if float(np.abs(wave).max()) <= SILENCE_PEAK:
         return "silent_audio"
     return None
+
+
+def trim_silence(wave: np.ndarray, sr: int, top_db: float = 40.0, keep_s: float = 0.1) -> np.ndarray:
+    """``wave`` without its leading and trailing silence: from the first to the last 20 ms frame whose energy is
+    within ``top_db`` of the loudest frame, with ``keep_s`` of margin each side. Corpora differ in how much silence
+    a clip carries (RAVDESS about a second at each end, EmoDB's copy almost none), and a model can learn that
+    difference instead of the voice. A clip with no frame above the gate is returned whole."""
+    frame, hop = int(0.02 * sr), int(0.01 * sr)
+    if wave.size < frame:
+        return wave
+    starts = np.arange(0, wave.size - frame + 1, hop)
+    energy = np.array([float(np.mean(wave[i:i + frame] ** 2)) for i in starts])
+    loud = np.flatnonzero(10 * np.log10(np.maximum(energy, 1e-20) / max(energy.max(), 1e-20)) > -top_db)
+    if loud.size == 0:
+        return wave
+    margin = int(keep_s * sr)
+    return wave[max(0, starts[loud[0]] - margin):min(wave.size, starts[loud[-1]] + frame + margin)]

@@ -41,12 +41,13 @@ class ShardDataModule(pl.LightningDataModule):
                  example_builder: Callable[[dict, random.Random], list[dict]] | None = None,
                  collate: Callable[[list[dict]], dict] | None = None, eval_example_builder: Callable | None = None,
                  even_eval_batches: bool = False, features: Callable[[np.ndarray], torch.Tensor] | None = None,
-                 augment: Callable[[np.ndarray, int, random.Random], np.ndarray] | None = None):
+                 augment: Callable[[np.ndarray, int, random.Random], np.ndarray] | None = None,
+                 trim_silence_db: float | None = None):
         super().__init__()
         self.sources = {"train": (train, train_split), "val": (val, val_split), "test": (test, test_split)}
         self.stream_options = dict(sample_rate=sample_rate, features=features or LogMel(n_mels, sample_rate),
                                    max_batch_seconds=max_batch_seconds, max_batch_size=max_batch_size,
-                                   seed=seed, collate=collate)
+                                   seed=seed, collate=collate, trim_db=trim_silence_db)
         self.bucket_window, self.shuffle_buffer = bucket_window, shuffle_buffer
         self.example_builder = example_builder
         self.augment = augment  # training only: evaluation must see the clips as they are
@@ -68,6 +69,7 @@ class ShardDataModule(pl.LightningDataModule):
             **sources, sample_rate=d.sample_rate, features=build_features(cfg), max_batch_seconds=d.max_batch_seconds,
             max_batch_size=d.max_batch_size, bucket_window=d.bucket_window, shuffle_buffer=d.shuffle_buffer,
             num_workers=d.num_workers, seed=d.seed, collate=collate, augment=build_augment(cfg),
+            trim_silence_db=d.trim_silence_db,
             example_builder=ExampleBuilder(tasks, prompter, d.examples_per_clip),
             eval_example_builder=ExampleBuilder(eval_tasks if eval_tasks is not None else tasks, prompter,
                                                 all_tasks=True, need_target=need_target),

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from datamodules.audio import audio_problem, load_audio
+from datamodules.audio import audio_problem, load_audio, trim_silence
 from datamodules.batching import pad_features, plan_batches
 from datamodules.features import LogMel
 from datamodules.stream import LightClip, mix, role_clips, shuffle_buffer
@@ -47,8 +47,9 @@ class BatchStream(IterableDataset):
                  bucket_window: int = 0, shuffle_buffer: int = 0, shuffle: bool = True, seed: int = 0,
                  example_builder: Callable[[dict, random.Random], list[dict]] | None = None,
                  collate: Callable[[list[dict]], dict] | None = None,
-                 augment: Callable[[Any, int, random.Random], Any] | None = None):
+                 augment: Callable[[Any, int, random.Random], Any] | None = None, trim_db: float | None = None):
         self.datasets = datasets
+        self.trim_db = trim_db  # leading and trailing silence trimmed from every clip (datamodules.audio)
         self.sample_rate = sample_rate
         self.features = features or LogMel(sample_rate=sample_rate)
         self.max_batch_seconds, self.max_batch_size = max_batch_seconds, max_batch_size
@@ -115,6 +116,8 @@ class BatchStream(IterableDataset):
         if problem:
             skips[problem] += 1
             return None
+        if self.trim_db is not None:
+            wave = trim_silence(wave, sr, self.trim_db)
         if self.augment is not None:
             # seeded per clip and epoch, so a resumed run augments each clip as the first run did
             wave = self.augment(wave, sr, random.Random(f"augment:{self.seed}:{self.epoch}:{light.key}"))

@@ -192,6 +192,10 @@ class DataConfig:
     train_weights: List[float] = field(default_factory=list)  # mixing weights, one per train source
     synth: SynthConfig = field(default_factory=SynthConfig)
     sample_rate: int = 16000
+    # Trim each clip's leading and trailing silence (frames more than this many dB below its loudest) before
+    # anything else, in training, evaluation and inference alike; None: keep clips whole. Corpora differ in how much
+    # silence a clip carries, and a model learns that difference instead of the voice.
+    trim_silence_db: Optional[float] = None
     # auto: what the encoder takes (conformer: logmel; whisper: Whisper's log-mel; hf: hf); logmel: our own log-mel;
     # hf: encoder.hf_name's own feature extractor (Whisper's log-mel, wav2vec2's raw waveform)
     features: str = one_of("auto", "logmel", "hf")
@@ -513,6 +517,7 @@ def _override_value(text: str) -> Any:
 # Keys whose value must be above a bound (> 0, or >= 0 where 0 means off / none / derived): a wrong one is refused
 # here, before any data is built, not hours into a run or as a message from inside torch.
 POSITIVE = ("data.max_batch_size", "data.max_batch_seconds", "data.sample_rate", "data.examples_per_clip",
+            "data.trim_silence_db",
             "trainer.max_steps", "trainer.val_check_interval", "trainer.log_every_n_steps",
             "callbacks.last_checkpoint.every_n_train_steps", "trainer.accumulate_grad_batches", "optim.lr",
             "optim.layer_mix_lr_scale",

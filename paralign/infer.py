@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from omegaconf import DictConfig
 
-from datamodules.audio import audio_problem, load_audio
+from datamodules.audio import audio_problem, load_audio, trim_silence
 from datamodules.batching import pad_features
 from datamodules.features import build_features
 from datamodules.metadata import MetadataSpec, metadata_text, with_metadata
@@ -158,6 +158,8 @@ class Answerer:
         if heard is not None:
             user = framing.student_template(user, heard)
         parts = self.model.llm.prompter.prompt_parts(user)
+        if self.cfg.data.trim_silence_db is not None:  # as the model's loader did in training
+            wave = trim_silence(wave, self.cfg.data.sample_rate, self.cfg.data.trim_silence_db)
         # a question the response task was trained with replies as it does (perceive first, where it is on)
         task = next((name for name, t in self.model.tasks.items() if question.template in t.instructions), None)
         return {"key": "0", "features": self.features(wave), "prefix": parts.prefix, "suffix": parts.suffix,

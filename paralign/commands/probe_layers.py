@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fit", required=True, help="<importer>=<folder>, e.g. ravdess=/data/RAVDESS")
     parser.add_argument("--score", required=True, help="<importer>=<folder>, e.g. emodb=/data/EmoDB")
     parser.add_argument("--encoder", default="whisper-base", help="a Whisper (default: %(default)s)")
+    parser.add_argument("--trim-db", type=float, default=None,
+                        help="trim each clip's leading and trailing silence first (frames more than this many dB "
+                             "below the loudest), as data.trim_silence_db does")
     parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     parser.set_defaults(func=run)
 
@@ -27,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     (fit_name, fit), (score_name, score) = corpus_clips(args.fit), corpus_clips(args.score)
     whisper = WhisperTranscriber.load(args.encoder)
-    report = layer_probe((pooled_states(whisper, fit, f"pooling {fit_name}"), fit),
-                         (pooled_states(whisper, score, f"pooling {score_name}"), score))
-    report = {"encoder": args.encoder, "fit": args.fit, "score": args.score, **report}
+    report = layer_probe((pooled_states(whisper, fit, f"pooling {fit_name}", args.trim_db), fit),
+                         (pooled_states(whisper, score, f"pooling {score_name}", args.trim_db), score))
+    report = {"encoder": args.encoder, "fit": args.fit, "score": args.score, "trim_db": args.trim_db, **report}
     print(format_layer_probe(report))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,7 @@ def model_fingerprint(cfg: DictConfig, model: SpeechLLM) -> str:
                 digest.update(flat.view(torch.uint8).numpy().tobytes())
     shaping = {key: OmegaConf.to_container(cfg[key], resolve=True)
                for key in ("llm", "encoder", "adapter", "tasks", "generation", "prompt") if key in cfg}
-    shaping["data"] = {key: cfg.data[key] for key in ("dir", "sample_rate", "features")}
+    shaping["data"] = {key: cfg.data[key] for key in ("dir", "sample_rate", "features", "trim_silence_db")}
     shaping["eval"] = {key: cfg.eval[key] for key in ("split", "reference_variant", "cascade")}
     digest.update(json.dumps(shaping, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]

@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from datamodules.audio import audio_problem, load_audio
+from datamodules.audio import audio_problem, load_audio, trim_silence
 from datamodules.features import LogMel
 
 
@@ -61,3 +61,43 @@ def test_resampling_from_any_rate_matches_the_band_limited_signal(sr):
     if sr > 16000:  # content above the new Nyquist frequency is filtered out, not folded back
         alias = resample((0.5 * np.sin(2 * np.pi * 10000 * t)).astype(np.float32), sr, 16000)
         assert np.sqrt(np.mean(alias[inner] ** 2)) < 0.01
+
+
+def test_trim_silence_keeps_the_speech_and_a_margin():
+    sr = 16000
+    speech = 0.3 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr)
+    quiet = 1e-4 * np.random.default_rng(0).standard_normal(sr)  # -70 dB: a room's hiss, not speech
+    wave = np.concatenate([quiet, speech, quiet[: sr // 2]]).astype(np.float32)
+    trimmed = trim_silence(wave, sr, top_db=40, keep_s=0.1)
+    assert abs(trimmed.size / sr - 1.2) < 0.03  # the second of speech and 0.1 s each side
+    edge = int(0.05 * sr)
+    assert np.abs(trimmed[:edge]).max() < 1e-3 and np.abs(trimmed[-edge:]).max() < 1e-3  # the margin: quiet
+    assert np.abs(trimmed[sr // 2 - edge:sr // 2 + edge]).max() > 0.29  # the speech: whole
+    assert trim_silence(speech, sr).size == speech.size  # nothing to trim
+    assert trim_silence(quiet, sr).size == quiet.size  # all one level: no frame stands out, nothing cut
+
+
+def test_the_datamodule_trims_every_clip_the_same_in_every_stage(tmp_path):
+    """data.trim_silence_db: a clip padded with a second of near-silence at each end reaches the model as its
+    speech and a margin, in training and evaluation alike; without it, whole."""
+    from datamodules.datamodule import ShardDataModule
+    from datamodules.shard_writer import write_shards
+    from tests.datamodules.conftest import make_records
+
+    records = make_records(tmp_path / "audio", 4)
+    for r in records:  # a second of -70 dB hiss before and after each clip's tone
+        wave, sr = sf.read(r["audio_path"])
+        hiss = 1e-4 * np.random.default_rng(0).standard_normal(sr)
+        sf.write(r["audio_path"], np.concatenate([hiss, wave, hiss]), sr)
+    write_shards(records, tmp_path / "shards", progress=False)
+
+    def frames(**options) -> dict[str, dict[str, int]]:
+        dm = ShardDataModule(train=str(tmp_path / "shards"), val=str(tmp_path / "shards"), val_split="train",
+                             num_workers=0, max_batch_size=4, **options)
+        return {stage: {k: int(n) for b in getattr(dm, f"{stage}_dataloader")() for k, n in
+                        zip(b["keys"], b["feature_lens"])} for stage in ("train", "val")}
+
+    whole, trimmed = frames(), frames(trim_silence_db=40.0)
+    assert trimmed["train"] == trimmed["val"] and whole["train"] == whole["val"]
+    for key, n in whole["train"].items():
+        assert abs(n - trimmed["train"][key] - 2 * (1.0 - 0.1) * 100) <= 3  # 2 x (1 s - the 0.1 s margin) at 100 fps

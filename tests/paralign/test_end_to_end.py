@@ -223,3 +223,21 @@ def test_infer_reads_whispers_words_of_each_file_when_the_model_reads_words(tmp_
     assert heard == [1] and answers[0].heard == "clip of 16000 samples" and answers[0].reply == "ok"
     assert answers[1].error and answers[1].heard is None
     assert "clip of 16000 samples" in seen["prefixes"][0]
+
+
+def test_inference_trims_silence_as_the_model_was_trained(tmp_path):
+    """data.trim_silence_db in a model's recipe: a user's recording is trimmed before its features, as the loader
+    trimmed every clip in training."""
+    from lightning_modules.speech_llm import SpeechLLM
+    from paralign.infer import Answerer, Question
+    from tests.lightning_modules.conftest import tiny_cfg
+
+    tone = 0.3 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)
+    hiss = 1e-4 * np.random.default_rng(0).standard_normal(16000)
+    wave = np.concatenate([hiss, tone, hiss]).astype(np.float32)
+    frames = {}
+    for db in (None, 40.0):
+        cfg = tiny_cfg({"emotion": {}}, data={"sample_rate": 16000, "trim_silence_db": db})
+        example = Answerer(SpeechLLM(cfg).eval(), cfg)._example(wave, Question("{speech}"), None)
+        frames[db] = example["features"].shape[0]
+    assert abs(frames[None] - frames[40.0] - 180) <= 3  # 2 x (1 s - 0.1 s margin) at 100 frames a second
