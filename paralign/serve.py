@@ -146,7 +146,9 @@ def create_app(answerer: Answerer, model_id: str, limits: Limits | None = None,
     async def chat(request: Request):
         authorize(request)
         body = await _json_body(request, int(limits.max_body_mb * 1e6))
-        wave, question, task = _parse_request(body, answerer, tasks, limits)
+        # decoding and resampling a minute of audio takes a while: off the event loop, which serves the others
+        wave, question, task = await asyncio.get_running_loop().run_in_executor(
+            None, _parse_request, body, answerer, tasks, limits)
         answer = await batcher.ask(wave, question)
         reply = answer.replies[0]
         # matching an answer to a label may run a sentence-embedding model: on the model's thread, not the loop's
