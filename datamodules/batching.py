@@ -76,6 +76,19 @@ def pad_features(examples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def pad_rows(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows as one ``[B, width]`` LongTensor padded with ``pad_id`` on the right (``left``: on the left,
+    as generation wants), and the ``[B, width]`` mask of real tokens (1) against padding (0)."""
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
 def padding_ratio(lengths: list[list[int]]) -> float:
     """Padded frames / total frames over batches given as lists of per-example lengths (0: no padding)."""
     padded = sum(max(b) * len(b) for b in lengths if b)

@@ -10,6 +10,7 @@ from torch import nn
 from torch.distributed.fsdp import FSDPModule
 from transformers import PreTrainedModel
 
+from datamodules.batching import pad_rows
 from datamodules.prompts import ChatPrompter
 
 IGNORE_INDEX = -100
@@ -69,20 +70,16 @@ class FrozenLLM(nn.Module):
         batch = len(prefix)
         lens = speech_lens.tolist()
         targets = target if target is not None else [[] for _ in range(batch)]
-        rows = [len(p) + n + len(s) + len(t) for p, n, s, t in zip(prefix, lens, suffix, targets)]
-        width = max(rows)
-        ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        rows = [p + [self.pad_id] * n + s + t for p, n, s, t in zip(prefix, lens, suffix, targets)]
+        ids, mask = pad_rows(rows, self.pad_id, left=left_pad)
+        width = ids.shape[1]
         labels = torch.full((batch, width), IGNORE_INDEX, dtype=torch.long)
         is_speech = torch.zeros((batch, width), dtype=torch.bool)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for i, (p, n, s, t) in enumerate(zip(prefix, lens, suffix, targets)):
-            start = width - rows[i] if left_pad else 0
-            row = torch.tensor(p + [self.pad_id] * n + s + t, dtype=torch.long)
-            ids[i, start:start + rows[i]] = row
-            mask[i, start:start + rows[i]] = 1
+        for i, (p, n, t) in enumerate(zip(prefix, lens, targets)):
+            start = width - len(rows[i]) if left_pad else 0
             is_speech[i, start + len(p):start + len(p) + n] = True
             if t:
-                labels[i, start + rows[i] - len(t):start + rows[i]] = torch.tensor(t)
+                labels[i, start + len(rows[i]) - len(t):start + len(rows[i])] = torch.tensor(t)
         ids, labels, is_speech, mask = (x.to(device) for x in (ids, labels, is_speech, mask))
         embeds = self.embed(ids).to(speech.dtype)
         valid = torch.arange(speech.shape[1], device=device)[None, :] < speech_lens[:, None]
@@ -107,14 +104,11 @@ class FrozenLLM(nn.Module):
         """:meth:`label_logits` of token-id rows ``prompt + target``, teacher-forced (right-padded, labels on the
         target only): the teacher's distribution over each reply position, as the student is trained on it."""
         device = self.model.device
-        width = max(len(p) + len(t) for p, t in zip(prompts, targets))
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        ids, mask = pad_rows([p + t for p, t in zip(prompts, targets)], self.pad_id)
         labels = torch.full_like(ids, IGNORE_INDEX)
         for i, (p, t) in enumerate(zip(prompts, targets)):
-            ids[i, :len(p) + len(t)] = torch.tensor(p + t)
             labels[i, len(p):len(p) + len(t)] = torch.tensor(t)
-        mask = (labels != IGNORE_INDEX) | (torch.arange(width)[None] < torch.tensor([len(p) for p in prompts])[:, None])
-        ids, labels, mask = ids.to(device), labels.to(device), mask.long().to(device)
+        ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
         return self.label_logits(self.embed(ids), mask, (mask.cumsum(-1) - 1).clamp(min=0), labels)
 
     def _label_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from transformers import GenerationConfig
 
+from datamodules.batching import pad_rows
 from datamodules.metadata import with_metadata
 from datamodules.prompts import ChatPrompter, Framing
 from datamodules.shard_writer import rewrite_shards, shard_files
@@ -51,19 +52,14 @@ def generate_batch(llm: FrozenLLM, prompts: list[list[int]], max_new_tokens: int
     sampling over the whole vocabulary).
     """
     device = llm.model.device
-    width = max(map(len, prompts))
-    ids = torch.full((len(prompts), width), llm.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
+    ids, mask = pad_rows(prompts, llm.pad_id, left=True)
     # A config of our own, not the model's generation_config: the settings stored with each reply are all there is.
     settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=llm.eos_id,
                                 pad_token_id=llm.pad_id, use_cache=True, top_k=0 if do_sample else None,
                                 **({"temperature": temperature, "top_p": top_p} if do_sample else {}))
     out = llm.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=settings)
     replies = []
-    for row in out[:, width:].tolist():
+    for row in out[:, ids.shape[1]:].tolist():
         replies.append(row[:row.index(llm.eos_id)] if llm.eos_id in row else row)
     return replies
 

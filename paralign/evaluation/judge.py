@@ -277,6 +277,8 @@ class LocalJudge(Judge):
         """``Score: E`` with the band probabilities after it (kept in the cache's ``raw`` for a reader)."""
         import torch
 
+        from datamodules.batching import pad_rows
+
         text = self.tokenizer.apply_chat_template(self._chat(prompt), add_generation_prompt=True, tokenize=False)
         prefix = self.tokenizer(text + "Score: ", add_special_tokens=False)["input_ids"]
         options = [self.tokenizer(str(s), add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
@@ -288,13 +290,9 @@ class LocalJudge(Judge):
             first = head.logits[0, -1].float().log_softmax(-1).cpu()
             cache = head.past_key_values
             cache.batch_repeat_interleave(len(options))
-            width = max(map(len, options))
-            ids = torch.full((len(options), width), self._pad_id(), dtype=torch.long)
-            mask = torch.zeros(len(options), len(prefix) + width, dtype=torch.long)
-            mask[:, :len(prefix)] = 1
-            for row, option in enumerate(options):  # right padding: a pad only follows an option's own end
-                ids[row, :len(option)] = torch.tensor(option)
-                mask[row, len(prefix):len(prefix) + len(option)] = 1
+            ids, own = pad_rows(options, self._pad_id())  # right padding: a pad only follows an option's own end
+            width = ids.shape[1]
+            mask = torch.cat([torch.ones(len(options), len(prefix), dtype=torch.long), own], dim=1)
             tail = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
                               position_ids=(len(prefix) + torch.arange(width, device=device)).expand(len(options), -1))
         rest = tail.logits.float().log_softmax(-1).cpu()

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from datamodules.batching import pad_rows
 from datamodules.datamodule import ShardDataModule
 from datamodules.features import build_features
 from datamodules.tasks import Task
@@ -63,9 +64,7 @@ def cascade_replies(model: SpeechLLM, batch: dict[str, Any], with_labels: bool) 
              for words, meta in zip(batch["words"], batch["meta"])]
     words = [llm.prompter.encode(text) for text in texts]
     lens = torch.tensor([len(w) for w in words])
-    ids = torch.full((len(words), int(lens.max())), llm.pad_id, dtype=torch.long)
-    for i, w in enumerate(words):
-        ids[i, :len(w)] = torch.tensor(w)
+    ids, _ = pad_rows(words, llm.pad_id)
     device = llm.model.device
     inputs = llm.splice(batch["prefix"], llm.model.get_input_embeddings()(ids.to(device)), lens.to(device),
                         batch["suffix"], None, left_pad=True)
