@@ -119,7 +119,7 @@ def recipe_of_checkpoint(ckpt: str | Path) -> DictConfig:
     """The resolved recipe saved with the run (``config.yaml`` beside ``checkpoints/``), else in the checkpoint."""
     path = Path(ckpt)
     saved = path.resolve().parents[1] / "config.yaml"
-    from paralign.config import load_recipe, recipe_from_data
+    from paralign.recipe_loading import load_recipe, recipe_from_data
 
     if saved.exists():
         return load_recipe(saved)

@@ -213,7 +213,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 def folder_recipe(folder: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The recipe the folder's model was trained with, checked by the schema; ``overrides`` as on the command line
     (e.g. ``llm.name=/models/SmolLM2-135M-Instruct`` where the base LLM lives elsewhere here)."""
-    from paralign.config import recipe_from_data
+    from paralign.recipe_loading import recipe_from_data
 
     return recipe_from_data(read_config(folder)["recipe"], Path(folder) / CONFIG_NAME, overrides)
 

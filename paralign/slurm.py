@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from omegaconf import DictConfig
 
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 
 TEMPLATE = Path(__file__).with_name("sbatch.tmpl")  # package data: found in an installed wheel too
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")

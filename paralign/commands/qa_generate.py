@@ -6,7 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from paralign.config import QAGenerationConfig, RecipeError, load_recipe
+from paralign.config import QAGenerationConfig
+from paralign.recipe_loading import RecipeError, load_recipe
 
 # flag -> (qa_generation key, type, help)
 OPTIONS = {

@@ -5,7 +5,7 @@ import argparse
 
 from omegaconf import DictConfig
 
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from datamodules.augment import Augmenter, build_augment, noise_segment
 from datamodules.datamodule import ShardDataModule
-from paralign.config import RecipeError, load_recipe
+from paralign.recipe_loading import RecipeError, load_recipe
 from prep.tiny_corpus import build_tiny_corpus
 
 SR = 16000

@@ -26,7 +26,7 @@ from datamodules.datamodule import ShardDataModule
 from datamodules.features import HFFeatures, LogMel, build_features
 from lightning_modules.encoders import HFAudioEncoder, build_encoder
 from lightning_modules.whisper_encoder import WhisperSpeechEncoder
-from paralign.config import RecipeError, load_recipe
+from paralign.recipe_loading import RecipeError, load_recipe
 
 SR = 16000
 

@@ -8,7 +8,7 @@ import pytest
 from datamodules.metadata import MetadataSpec, MissingMetadata, metadata_text, with_metadata
 from datamodules.tasks import build_tasks
 from lightning_modules.speech_llm import SpeechLLM
-from paralign.config import RecipeError, load_recipe
+from paralign.recipe_loading import RecipeError, load_recipe
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
 META = {"id": "c1", "transcript": "it is raining", "emotion": "sad", "valence": 1.84, "arousal": 2.1,

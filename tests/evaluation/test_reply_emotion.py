@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightning_modules.speech_llm import load_frozen_llm
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 from paralign.evaluation import reply_emotion as R
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from lightning_modules.optim import build_optimizer, lr_factor
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 
 OPTIM = OmegaConf.create({"lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.98], "warmup_steps": 10,
                           "scheduler": "cosine", "min_lr_ratio": 0.05, "layer_mix_lr_scale": 20.0})

@@ -15,7 +15,7 @@ from lightning_modules.frozen_llm import IGNORE_INDEX
 from lightning_modules.losses import kl_full, kl_topk
 from lightning_modules.objectives import build_objectives
 from lightning_modules.speech_llm import SpeechLLM, check_teacher_alignment
-from paralign.config import RecipeError, load_recipe
+from paralign.recipe_loading import RecipeError, load_recipe
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
 

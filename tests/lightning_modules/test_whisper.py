@@ -25,7 +25,7 @@ from datamodules.features import HFFeatures, build_features
 from lightning_modules.speech_llm import SpeechLLM
 from lightning_modules.whisper_encoder import WHISPER_FRAME_RATE, WhisperSpeechEncoder, build_whisper_encoder
 from lightning_modules.whisper_loading import read_ct2, whisper_path
-from paralign.config import RecipeError, load_recipe
+from paralign.recipe_loading import RecipeError, load_recipe
 from scoring.metrics import corpus_wer, word_errors
 from tests.lightning_modules.conftest import batch_for, make_clip
 

@@ -10,7 +10,7 @@ import pytest
 from datamodules.shard_writer import write_shards
 from paralign.benchmarks.side_by_side import format_table
 from paralign.cli import main
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 from prep.tiny_corpus import tiny_records
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from paralign.cli import main
-from paralign.config import RecipeError, load_recipe
+from paralign.recipe_loading import RecipeError, load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

@@ -139,7 +139,7 @@ def _emodb_layout(root, letters=("W", "F", "T", "N", "L")):
 @pytest.mark.slow
 def test_cross_corpus_eval_scores_each_corpus_on_the_shared_emotions_only(tiny_run, tmp_path, capsys):
     root, run_dir, args = tiny_run
-    from paralign.config import load_recipe
+    from paralign.recipe_loading import load_recipe
     from paralign.model_folder import load_trained
     from paralign.evaluation.cross_corpus import evaluate_cross_corpus
 
@@ -185,7 +185,7 @@ def test_cross_corpus_eval_scores_each_corpus_on_the_shared_emotions_only(tiny_r
 
 def test_a_run_folder_from_before_cross_corpus_still_loads(tmp_path):
     """eval.real_eval / real_eval_corpus, as earlier run folders' config.yaml hold them, read as one entry."""
-    from paralign.config import load_recipe
+    from paralign.recipe_loading import load_recipe
 
     old = tmp_path / "config.yaml"
     old.write_text("name: old\ntasks: {emotion: {}}\neval:\n  real_eval: /data/RAVDESS\n  real_eval_corpus: ravdess\n")

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from paralign.checkpoint_io import UnsafeCheckpoint
 from paralign.cli import main
-from paralign.config import RecipeError, load_recipe
+from paralign.recipe_loading import RecipeError, load_recipe
 from paralign.train import resume_checkpoint
 
 

@@ -8,7 +8,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from paralign.cli import main
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 from prep.qa_generate import generate_qa
 from prep.tiny_corpus import build_tiny_corpus
 from tests.prep.test_qa_generate import FakeGenerator

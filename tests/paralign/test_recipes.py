@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from paralign.cli import main
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 from paralign.dry_run import count, meta_modules
 
 # Every file in recipes/, the shared base _base_demo.yaml included (it loads and builds alone)

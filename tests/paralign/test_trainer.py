@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from callbacks.linear_probe import LinearProbe
 from callbacks.sample_keys import SampleKeyLog
 from callbacks.throughput import Throughput
-from paralign.config import RecipeError, load_recipe
+from paralign.recipe_loading import RecipeError, load_recipe
 from paralign.trainer import build_trainer
 
 TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"

@@ -18,7 +18,7 @@ from datamodules.vocab import EMOTION_ADJECTIVE
 from lightning_modules.speech_llm import load_frozen_llm
 from paralign.benchmarks.teacher import bench_prompts, teacher_throughput
 from paralign.commands import teacher as teacher_cmd
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 from prep.jsonl_cache import read_cache
 from prep.teacher import CACHE_NAME, generate_batch, generate_teacher_replies
 from prep.tiny_corpus import tiny_records

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from callbacks.sample_keys import read_sample_keys
-from paralign.config import load_recipe
+from paralign.recipe_loading import load_recipe
 from paralign.data import prepare_data
 
 pytestmark = pytest.mark.slow
