@@ -28,15 +28,17 @@ NORMALISATIONS = ("none", "corpus", "speaker")
 
 def corpus_clips(entry: str) -> tuple[str, list[dict[str, Any]]]:
     """``<importer>=<folder>``: (name, records with an audio path, emotion and speaker) of a corpus as released."""
+    from paralign.evaluation.cross_corpus import parse_entries  # the syntax of eval.cross_corpus, read once
     from prep.importers import IMPORTERS, import_corpus
 
-    name, sep, folder = entry.partition("=")
-    if not sep or name not in IMPORTERS:
+    (corpus,) = parse_entries([entry])
+    if corpus.importer not in IMPORTERS:
         raise ValueError(f"{entry!r}: write <importer>=<folder>, the importer one of {', '.join(sorted(IMPORTERS))}")
-    records = [r for r in import_corpus(name, folder) if r.get("emotion") in EMOTIONS and r.get("audio_path")]
+    records = [r for r in import_corpus(corpus.importer, corpus.folder)
+               if r.get("emotion") in EMOTIONS and r.get("audio_path")]
     if not records:
         raise ValueError(f"{entry}: no clip with an emotion label")
-    return name, records
+    return corpus.name, records
 
 
 @torch.no_grad()
