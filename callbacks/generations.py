@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from datamodules.vocab import EMOTIONS, LABEL_SETS
+from clips.vocab import EMOTIONS, LABEL_SETS
 from scoring.answers import label_truth, score_answers
 from scoring.metrics import accuracy, confusion_matrix, plot_confusion
 
@@ -48,9 +48,9 @@ class ValidationGenerations(pl.Callback):
             return
         replies = pl_module.generate(batch)
         for i, reply in enumerate(replies):
-            self.records.append({"key": batch["keys"][i], "task": batch["task"][i], "reply": reply,
-                                 "target": batch["target_text"][i], "meta": batch["meta"][i],
-                                 "prompt": batch["template"][i]})
+            self.records.append({"key": batch.keys[i], "task": batch.task[i], "reply": reply,
+                                 "target": batch.target_text[i], "meta": batch.meta[i],
+                                 "prompt": batch.template[i]})
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

@@ -26,7 +26,7 @@ class LinearProbe(pl.Callback):
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        for key, vec, meta in zip(batch["keys"], outputs["pooled"], batch["meta"]):
+        for key, vec, meta in zip(batch.keys, outputs["pooled"], batch.meta):
             self.pooled.setdefault(key, (vec, meta))  # a clip appears once per task: keep one vector
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -30,9 +30,10 @@ class SampleKeyLog(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if not isinstance(batch, dict) or "keys" not in batch:
+        keys = batch.get("keys") if isinstance(batch, dict) else getattr(batch, "keys", None)
+        if keys is None:
             raise TypeError("callbacks.sample_keys needs batches with a 'keys' list (the shard loader's collate)")
-        self._write(trainer, {"step": trainer.global_step, "keys": list(batch["keys"])})
+        self._write(trainer, {"step": trainer.global_step, "keys": list(keys)})
 
 
 def read_sample_keys(folder: str | Path) -> dict[int, list[str]]:

@@ -67,13 +67,13 @@ class Throughput(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        feats = batch["features"]
-        self.samples += len(batch["task"])
-        self.seconds += batch["audio_seconds"]
-        self.frames += batch["num_frames"]
+        feats = batch.features
+        self.samples += len(batch.task)
+        self.seconds += batch.audio_seconds
+        self.frames += batch.num_frames
         self.padded += feats.shape[0] * feats.shape[1]
-        self.text_tokens += sum(len(p) + len(s) for p, s in zip(batch["prefix"], batch["suffix"]))
-        self.target_tokens += sum(map(len, batch["target"]))
+        self.text_tokens += sum(len(p) + len(s) for p, s in zip(batch.prefix, batch.suffix))
+        self.target_tokens += sum(map(len, batch.target))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -5,7 +5,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import torch
+from clips.padding import pad_frames
 
 T = TypeVar("T")
 
@@ -56,37 +56,19 @@ def _cut(items: Iterator[T], duration: Callable[[T], float], max_seconds: float,
         yield batch
 
 
-def pad_features(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Default collate: ``features`` padded with zeros along time (dim 0) to ``[B, T, n_mels]`` (or ``[B, T]`` for
-    1-D features such as raw waveforms), ``feature_lens`` (LongTensor), ``keys``, and every other field of the
-    examples as a list (``meta``, ``teacher``, ...)."""
-    if not examples:
+def pad_features(items: list[Any]) -> dict[str, Any]:
+    """The loader's default collate, for items that are not training examples (a ``Clip`` per item, as the
+    default example builder gives): ``features`` padded along time (``clips.padding.pad_frames``),
+    ``feature_lens``, ``keys``, and every other attribute of the items as a list. Training batches are
+    ``clips.examples.Batch`` (its ``collate``), with their declared fields only."""
+    if not items:
         raise ValueError("pad_features got an empty batch")
-    feats = [e["features"] for e in examples]
-    lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
-    padded = feats[0].new_zeros((len(feats), int(lens.max()), *feats[0].shape[1:]))
-    for i, f in enumerate(feats):
-        padded[i, : f.shape[0]] = f
-    batch: dict[str, Any] = {"features": padded, "feature_lens": lens, "keys": [e["key"] for e in examples]}
-    # Every field any example has: tasks differ in what they carry (only KL examples hold a ``teacher_prompt``).
-    names = dict.fromkeys(name for e in examples for name in e)
-    for name in names:
+    features, lens = pad_frames([item.features for item in items])
+    batch: dict[str, Any] = {"features": features, "feature_lens": lens, "keys": [item.key for item in items]}
+    for name in vars(items[0]):
         if name not in ("features", "key"):
-            batch[name] = [e.get(name) for e in examples]
+            batch[name] = [getattr(item, name) for item in items]
     return batch
-
-
-def pad_rows(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-id rows as one ``[B, width]`` LongTensor padded with ``pad_id`` on the right (``left``: on the left,
-    as generation wants), and the ``[B, width]`` mask of real tokens (1) against padding (0)."""
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        span = slice(width - len(row), width) if left else slice(0, len(row))
-        ids[i, span] = torch.tensor(row, dtype=torch.long)
-        mask[i, span] = 1
-    return ids, mask
 
 
 def padding_ratio(lengths: list[list[int]]) -> float:

@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from clips.examples import ExampleBuilder, collate
+from clips.prompts import ChatPrompter
+from clips.tasks import Task
 from datamodules.augment import build_augment
-from datamodules.examples import ExampleBuilder, collate
 from datamodules.features import LogMel, build_features
 from datamodules.loader import POSITION, BatchStream, ResumableStreamLoader, StreamLoader
-from datamodules.prompts import ChatPrompter
 from datamodules.stream import expand_sources
-from datamodules.tasks import Task
 
 Sources = str | list[str] | list[dict[str, Any]] | None
 
@@ -111,8 +111,10 @@ class ShardDataModule(pl.LightningDataModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Called by Lightning for each batch a step really uses, unlike the loader's own count of batches
         # yielded, which runs ahead by what Lightning pre-fetches.
-        if isinstance(batch, dict) and POSITION in batch:
-            tag = batch.pop(POSITION)
+        tag = batch.pop(POSITION, None) if isinstance(batch, dict) else getattr(batch, POSITION, None)
+        if tag is not None:
+            if not isinstance(batch, dict):
+                setattr(batch, POSITION, None)
             if self.trainer is None or self.trainer.training:
                 self._loaders["train"].mark_consumed(tag)
         return batch

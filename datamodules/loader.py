@@ -24,17 +24,18 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from datamodules.audio import audio_problem, load_audio, trim_silence
+from clips.audio import audio_problem, load_audio, trim_silence
+from clips.clip import Clip
 from datamodules.batching import pad_features, plan_batches
 from datamodules.features import LogMel
 from datamodules.stream import LightClip, mix, role_clips, shuffle_buffer
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-POSITION = "_position"  # the batch key that carries (epoch, role, index, skip counts) to mark_consumed
+POSITION = "position"  # where a batch carries (epoch, role, index, skip counts) to mark_consumed: key or field
 
 
-def single_example(clip: dict, rng: random.Random) -> list[dict]:
-    """The default example builder: one training example per clip."""
+def single_example(clip: Clip, rng: random.Random) -> list[Clip]:
+    """The default example builder: the clip itself, once."""
     return [clip]
 
 
@@ -49,7 +50,7 @@ class BatchStream(IterableDataset):
                  collate: Callable[[list[dict]], dict] | None = None,
                  augment: Callable[[Any, int, random.Random], Any] | None = None, trim_db: float | None = None):
         self.datasets = datasets
-        self.trim_db = trim_db  # leading and trailing silence trimmed from every clip (datamodules.audio)
+        self.trim_db = trim_db  # leading and trailing silence trimmed from every clip (clips.audio)
         self.sample_rate = sample_rate
         self.features = features or LogMel(sample_rate=sample_rate)
         self.max_batch_seconds, self.max_batch_size = max_batch_seconds, max_batch_size
@@ -76,7 +77,7 @@ class BatchStream(IterableDataset):
         if self.shuffle:
             clips = shuffle_buffer(clips, self.shuffle_buffer, random.Random(f"buffer:{seed}:{epoch}:{role}"))
         pending = ((example, light) for light in clips for example in
-                   self.example_builder(light.clip(), random.Random(f"example:{seed}:{epoch}:{light.key}")))
+                   self.example_builder(light.clip, random.Random(f"example:{seed}:{epoch}:{light.key}")))
         batches = plan_batches(pending, lambda p: p[1].duration, max_batch_seconds=self.max_batch_seconds,
                                max_batch_size=self.max_batch_size, bucket_window=self.bucket_window,
                                rng=random.Random(f"batches:{seed}:{epoch}:{role}") if self.shuffle else None)
@@ -102,7 +103,7 @@ class BatchStream(IterableDataset):
             if id(light) not in decoded:
                 decoded[id(light)] = self._decode_clip(light, skips)
             if decoded[id(light)] is not None:
-                example["features"] = decoded[id(light)]
+                example.features = decoded[id(light)]
                 examples.append(example)
         return examples
 
@@ -256,9 +257,13 @@ class ResumableStreamLoader(StreamLoader):
             self.consumed_skips.update(delta)
 
     def _deliver(self, position: tuple, delta: dict, batch: Any) -> Any:
-        if not isinstance(batch, dict):
-            raise TypeError(f"the collate function must return a dict for resumable loading, got {type(batch)}")
-        batch[POSITION] = (position, delta)
+        if isinstance(batch, dict):
+            batch[POSITION] = (position, delta)
+        elif hasattr(batch, POSITION):
+            setattr(batch, POSITION, (position, delta))
+        else:
+            raise TypeError(f"the collate function must return a dict or an object with a {POSITION!r} field for "
+                            f"resumable loading, got {type(batch).__name__}")
         return super()._deliver(position, delta, batch)
 
     def mark_consumed(self, tag: tuple) -> None:

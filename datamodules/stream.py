@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 import io
-import json
 import os
 import random
 import re
@@ -18,14 +17,15 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 import soundfile as sf
 from braceexpand import braceexpand
 from webdataset.gopen import gopen, set_options
 
-from datamodules.schema import AUDIO_EXTS, empty_metadata
-from datamodules.tar_samples import iter_tar_samples
+from clips.clip import Clip, read_members
+from clips.schema import AUDIO_EXTS
+from clips.tar_samples import iter_tar_samples
 
 REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://")  # a URL for webdataset's gopen (no local existence check)
 
@@ -67,20 +67,17 @@ def open_url(url: str) -> Iterator[IO[bytes]]:
 
 @dataclass
 class LightClip:
-    """A sample with metadata parsed and audio still encoded (what batch planning needs)."""
-    key: str
-    meta: dict[str, Any]
-    teacher: dict | None
-    qa: list | None
-    asr: dict | None  # Whisper's transcript, where prep/transcribe.py stored one
-    duration: float
+    """A sample with its members parsed and its audio still encoded (what batch planning needs)."""
+    clip: Clip
     audio_bytes: bytes
 
-    def clip(self) -> dict[str, Any]:
-        """The public per-clip dict, before decoding (``features`` is None until the loader decodes the clip; the
-        waveform itself never travels in a batch)."""
-        return {"key": self.key, "features": None, "meta": self.meta,
-                "teacher": self.teacher, "qa": self.qa, "asr": self.asr, "duration": self.duration}
+    @property
+    def key(self) -> str:
+        return self.clip.key
+
+    @property
+    def duration(self) -> float:
+        return self.clip.duration
 
 
 def read_light_clips(url: str, skips: Counter) -> Iterator[LightClip]:
@@ -109,14 +106,8 @@ def _light(raw: dict, skips: Counter) -> LightClip | None:
         skips["missing_json"] += 1
         return None
     try:
-        meta = json.loads(raw["json"])
-        teacher = json.loads(raw["teacher.json"]) if "teacher.json" in raw else None
-        qa = json.loads(raw["qa.json"]) if "qa.json" in raw else None
-        asr = json.loads(raw["asr.json"]) if "asr.json" in raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        skips["bad_json"] += 1
-        return None
-    if not isinstance(meta, dict):
+        meta, teacher, qa, heard = read_members(key, raw)
+    except ValueError:  # JSON, encoding (UnicodeDecodeError is one) or a member of the wrong shape
         skips["bad_json"] += 1
         return None
     duration = meta.get("duration")
@@ -126,8 +117,7 @@ def _light(raw: dict, skips: Counter) -> LightClip | None:
         except (RuntimeError, ValueError):
             skips["bad_audio"] += 1
             return None
-    meta = empty_metadata(id=meta.get("id", key)) | meta
-    return LightClip(key, meta, teacher, qa, asr, float(duration), raw[ext])
+    return LightClip(Clip(key, meta, float(duration), teacher, qa, heard), raw[ext])
 
 
 def role_clips(urls: list[str], role: int, n_roles: int, epoch: int, seed: int, shuffle: bool,

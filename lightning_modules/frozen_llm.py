@@ -10,8 +10,8 @@ from torch import nn
 from torch.distributed.fsdp import FSDPModule
 from transformers import PreTrainedModel
 
-from datamodules.batching import pad_rows
-from datamodules.prompts import ChatPrompter
+from clips.padding import pad_rows
+from clips.prompts import ChatPrompter
 
 IGNORE_INDEX = -100
 

@@ -1,6 +1,6 @@
 """Alignment tasks, their loss side: how much each task's loss counts, from which step, and of what kind.
 
-The data side of a task (its prompts, targets and sampling share) is in ``datamodules/tasks.py``; both are built
+The data side of a task (its prompts, targets and sampling share) is in ``clips/tasks.py``; both are built
 from the same ``tasks:`` section of the recipe.
 """
 from __future__ import annotations

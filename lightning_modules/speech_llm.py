@@ -5,6 +5,7 @@ of checkpoints (``on_save_checkpoint``); a checkpoint therefore holds a few MB h
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import lightning.pytorch as pl
@@ -12,9 +13,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from datamodules.prompts import ChatPrompter, Framing
-from datamodules.tasks import Task, build_tasks
-from datamodules.vocab import LABEL_SETS, label_class
+from clips.examples import Batch
+from clips.members import Variant
+from clips.prompts import ChatPrompter, Framing
+from clips.tasks import Task, build_tasks
+from clips.vocab import LABEL_SETS, label_class
 from lightning_modules.adapters import build_adapter
 from lightning_modules.encoders import build_encoder
 from lightning_modules.frozen_llm import FrozenLLM
@@ -38,7 +41,7 @@ def check_teacher_alignment(tasks: dict[str, Task], prompter: ChatPrompter) -> N
     """At start-up: every template whose targets come from a teacher pass over words must tokenise the words
     in the speech slot exactly where the student's speech goes; otherwise distillation is silently wrong."""
     sample = prompter.framing.teacher_text({"transcript": "I didn't expect to see you here.", "emotion": "surprised",
-                                            "style": ["fast"]}, conditioned=True)
+                                            "style": ["fast"]}, Variant.CONDITIONED)
     for task in tasks.values():
         if task.target == "teacher" or task.kl_source == "online":
             for template in task.instructions:
@@ -83,38 +86,38 @@ class SpeechLLM(pl.LightningModule):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(FROZEN_PREFIX)]
 
-    def _spliced(self, batch: dict[str, Any], speech: torch.Tensor, speech_lens: torch.Tensor,
+    def _spliced(self, batch: Batch, speech: torch.Tensor, speech_lens: torch.Tensor,
                  with_target: bool) -> dict[str, torch.Tensor]:
-        return self.llm.splice(batch["prefix"], speech, speech_lens, batch["suffix"],
-                               batch["target"] if with_target else None, left_pad=not with_target)
+        return self.llm.splice(batch.prefix, speech, speech_lens, batch.suffix,
+                               batch.target if with_target else None, left_pad=not with_target)
 
     # ---- losses --------------------------------------------------------------------------------------------------
-    def losses(self, batch: dict[str, Any], with_llm: bool = True
+    def losses(self, batch: Batch, with_llm: bool = True
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Total weighted loss, a dict of named parts to log, pooled speech tokens and their valid lengths.
 
         ``with_llm=False``: the classifier heads' losses only (``classifier.pretrain_steps``), no LLM pass.
         """
-        speech, speech_lens = self.speech_embeddings(batch["features"], batch["feature_lens"])
+        speech, speech_lens = self.speech_embeddings(batch.features, batch.feature_lens)
         total = speech.new_zeros(())
         logs: dict[str, torch.Tensor] = {}
         if with_llm:
             total = self._task_losses(batch, speech, speech_lens, logs)
-        if self.ctc is not None and "transcript_ids" in batch:
-            ctc = self.ctc(speech, speech_lens, batch["transcript_ids"])
+        if self.ctc is not None:
+            ctc = self.ctc(speech, speech_lens, batch.transcript_ids)
             if ctc is not None:
                 logs["ctc/loss"] = ctc.detach()
                 total = total + self.cfg.ctc.weight * ctc
         pooled = self.pool(speech, speech_lens)
         for kind, head in self.classifiers.items():
-            loss = self._classifier_loss(head, pooled, batch["meta"], kind)
+            loss = self._classifier_loss(head, pooled, batch.meta, kind)
             if loss is not None:
                 logs[f"classifier/{kind}/loss"] = loss.detach()
                 total = total + self.cfg.classifier.weight * loss
         logs["loss"] = total.detach()
         return total, logs, pooled, speech_lens
 
-    def _task_losses(self, batch: dict[str, Any], speech: torch.Tensor, speech_lens: torch.Tensor,
+    def _task_losses(self, batch: Batch, speech: torch.Tensor, speech_lens: torch.Tensor,
                      logs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The weighted sum of the alignment tasks' losses through the frozen LLM; their parts go into ``logs``."""
         inputs = self._spliced(batch, speech, speech_lens, with_target=True)
@@ -122,7 +125,7 @@ class SpeechLLM(pl.LightningModule):
                                                       inputs["position_ids"], inputs["labels"])
         ce = token_ce(logits, targets)
         correct = (logits.argmax(-1) == targets).float()
-        task_of_row = batch["task"]
+        task_of_row = batch.task
         step = self.global_step
         total = speech.new_zeros(())
         for name, task in self.objectives.items():
@@ -143,7 +146,7 @@ class SpeechLLM(pl.LightningModule):
         mask = select[rows]
         if task.kl_source == "online":
             teacher_logits = self._online_teacher_logits(batch, select)
-            only_task = all(t == task.name for t in batch["task"])  # then every position: no [N, V] copy
+            only_task = all(t == task.name for t in batch.task)  # then every position: no [N, V] copy
             return kl_full(logits if only_task else logits[mask], teacher_logits, task.kl_temperature).mean()
         ids, logprobs, keep = self._cached_topk(batch, rows, select, logits.device)
         if ids.ndim < 2:  # no cached position at all
@@ -156,19 +159,19 @@ class SpeechLLM(pl.LightningModule):
         return kl_topk(logits, full_ids, full_lp, task.kl_temperature)[at].mean()
 
     @torch.no_grad()
-    def _online_teacher_logits(self, batch: dict[str, Any], select: torch.Tensor) -> torch.Tensor:
+    def _online_teacher_logits(self, batch: Batch, select: torch.Tensor) -> torch.Tensor:
         """The Ultravox way: a second pass of the frozen LLM over the text prompt, every step."""
         idx = select.nonzero().flatten().tolist()
-        logits, _, _ = self.llm.text_label_logits([batch["teacher_prompt"][i] for i in idx],
-                                                  [batch["target"][i] for i in idx])
+        logits, _, _ = self.llm.text_label_logits([batch.teacher_prompt[i] for i in idx],
+                                                  [batch.target[i] for i in idx])
         return logits
 
     def _cached_topk(self, batch, rows, select, device):
         """Top-k teacher ids / log-probs for the supervised positions of the selected rows (reply tokens only)."""
         ids, logprobs, keep = [], [], []
         for i in select.nonzero().flatten().tolist():
-            topk = batch["topk"][i]
-            n = len(batch["target"][i])
+            topk = batch.topk[i]
+            n = len(batch.target[i])
             usable = min(n, len(topk["ids"]))
             ids += topk["ids"][:usable]
             logprobs += topk["logprobs"][:usable]
@@ -191,9 +194,9 @@ class SpeechLLM(pl.LightningModule):
         return nn.functional.cross_entropy(head(pooled), target_t, ignore_index=-100)
 
     # ---- Lightning hooks -----------------------------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         total, logs, _, _ = self.losses(batch, with_llm=self.global_step >= self.cfg.classifier.pretrain_steps)
-        bs = len(batch["task"])
+        bs = len(batch.task)
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs)
         for name, task in self.objectives.items():
@@ -202,23 +205,23 @@ class SpeechLLM(pl.LightningModule):
             self.log(f"encoder/layer_weight/{i}", weight, batch_size=bs)
         return total
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
         total, logs, pooled, _ = self.losses(batch)
-        bs = len(batch["task"])
+        bs = len(batch.task)
         self.log("val/loss", total, prog_bar=True, batch_size=bs, sync_dist=True)
         self.log_dict({f"val/{k}": v for k, v in logs.items() if k != "loss"}, batch_size=bs, sync_dist=True)
         return {"pooled": pooled.detach().float().cpu()}
 
-    def perceive_rows(self, batch: dict[str, Any]) -> list[int]:
+    def perceive_rows(self, batch: Batch) -> list[int]:
         """The examples that reply with a perceived feeling (``prompt.perceive``): those of a task trained on teacher
         replies (the response task); none when perceive is off."""
         if not self.llm.prompter.framing.perceive:
             return []
-        return [i for i, task in enumerate(batch.get("task") or []) if task in self.tasks
+        return [i for i, task in enumerate(batch.task) if task in self.tasks
                 and self.tasks[task].target == "teacher"]
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, Any], cues: list[str | None] | None = None, **overrides: Any) -> list[str]:
+    def generate(self, batch: Batch, cues: list[str | None] | None = None, **overrides: Any) -> list[str]:
         """Replies of the frozen LLM to each example's prompt with its speech (no target).
 
         ``cues``: per example, an emotion whose cue goes right after the speech (``prompt.perceive``; None: none).
@@ -226,14 +229,14 @@ class SpeechLLM(pl.LightningModule):
         was trained with holds its true emotion's cue, which a reply must never see."""
         g = self.cfg.generation
         prompter = self.llm.prompter
-        cues = cues or [None] * len(batch["prefix"])
+        cues = cues or [None] * len(batch.prefix)
         redo = sorted(set(self.perceive_rows(batch)) | {i for i, cue in enumerate(cues) if cue})
         if redo:
-            batch = dict(batch, prefix=list(batch["prefix"]), suffix=list(batch["suffix"]))
+            batch = dataclasses.replace(batch, prefix=list(batch.prefix), suffix=list(batch.suffix))
             for i in redo:
-                parts = prompter.prompt_parts(prompter.framing.with_cue(batch["template"][i], cues[i]))
-                batch["prefix"][i], batch["suffix"][i] = parts.prefix, parts.suffix
-        speech, speech_lens = self.speech_embeddings(batch["features"], batch["feature_lens"])
+                parts = prompter.cued_parts(batch.template[i], cues[i])
+                batch.prefix[i], batch.suffix[i] = parts.prefix, parts.suffix
+        speech, speech_lens = self.speech_embeddings(batch.features, batch.feature_lens)
         inputs = self._spliced(batch, speech, speech_lens, with_target=False)
         options = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
                        top_p=g.top_p)

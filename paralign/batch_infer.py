@@ -13,9 +13,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from datamodules.manifest import AUDIO_COLUMNS
-from datamodules.tasks import DEFAULT_INSTRUCTIONS
-from datamodules.vocab import LABEL_SETS
+from clips.manifest import AUDIO_COLUMNS
+from clips.tasks import DEFAULT_INSTRUCTIONS
+from clips.vocab import LABEL_SETS
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.infer import Answerer, InferenceError, Question, audio_inputs
 from prep.jsonl_cache import append_cache, read_cache

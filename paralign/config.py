@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from clips.members import VARIANT_NAMES
+
 
 def one_of(default: str, *others: str) -> Any:
     """A field whose value is one of ``default`` and ``others``: declared here, checked by ``load_recipe``."""
@@ -99,7 +101,7 @@ class TaskConfig:
     ramp_steps: int = 0  # ... then rises linearly to `weight` over this many steps
     instructions: List[str] = field(default_factory=list)  # user-turn templates with {speech}; empty: task default
     target: str = one_of("", "teacher", "label", "transcript", "qa")  # empty: the task's default
-    teacher_variant: str = one_of("conditioned", "plain")  # conditioned: emotion/style stated to the teacher
+    teacher_variant: str = one_of(*VARIANT_NAMES)  # conditioned: emotion/style stated to the teacher
     loss: str = one_of("ce", "kl", "ce+kl")
     kl_weight: float = 1.0
     kl_temperature: float = 1.0
@@ -201,7 +203,7 @@ class DataConfig:
 @dataclass
 class TeacherConfig:
     tasks: List[str] = field(default_factory=lambda: ["response"])
-    variants: List[str] = field(default_factory=lambda: ["conditioned", "plain"])
+    variants: List[str] = field(default_factory=lambda: list(VARIANT_NAMES))
     max_new_tokens: int = 48
     batch_size: int = 32
     do_sample: bool = False
@@ -214,7 +216,7 @@ class TeacherConfig:
 
 @dataclass
 class PromptConfig:
-    """How the words and the feeling are put to the frozen LLM (datamodules/prompts.py ``Framing``).
+    """How the words and the feeling are put to the frozen LLM (clips/prompts.py ``Framing``).
 
     The teacher's user turn (in the speech slot of a task's template) is ``words`` then, for the conditioned
     variant, ``cue`` around the emotion and style in words; the student hears the speech where the teacher read
@@ -336,7 +338,7 @@ class EvalConfig:
     showcase_split: Optional[str] = None  # a split whose clips are printed side by side after evaluation
     # The teacher replies the response task is scored against, whatever the run trained on: every system is
     # measured against the same emotion-aware replies.
-    reference_variant: str = one_of("conditioned", "plain")
+    reference_variant: str = one_of(*VARIANT_NAMES)
     # A cascade reference instead of a trained model: the transcript (and the labels in words) typed into the
     # frozen LLM where the speech would go; nothing to train, `paralign eval` without --ckpt.
     cascade: str = one_of("none", "transcript", "transcript+labels")

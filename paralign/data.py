@@ -58,7 +58,7 @@ def import_corpus_shards(cfg: DictConfig, out: Path) -> None:
 
 def needs_teacher(cfg: DictConfig) -> bool:
     """Whether any enabled task trains on (or is scored against) cached teacher replies."""
-    from datamodules.tasks import DEFAULT_TARGET
+    from clips.tasks import DEFAULT_TARGET
 
     return any(t.enabled and (t.target or DEFAULT_TARGET[name]) == "teacher" for name, t in cfg.tasks.items())
 

@@ -12,11 +12,11 @@ import soundfile as sf
 import torch
 from omegaconf import DictConfig
 
-from datamodules.audio import audio_problem, load_audio, trim_silence
-from datamodules.batching import pad_features
+from clips.audio import audio_problem, load_audio, trim_silence
+from clips.examples import Example, collate
+from clips.metadata import MetadataSpec, metadata_text, with_metadata
+from clips.tasks import DEFAULT_INSTRUCTIONS
 from datamodules.features import build_features
-from datamodules.metadata import MetadataSpec, metadata_text, with_metadata
-from datamodules.tasks import DEFAULT_INSTRUCTIONS
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.checkpoint_io import recipe_of_checkpoint
 from paralign.model_folder import load_trained
@@ -84,7 +84,7 @@ MetadataFor = Callable[[np.ndarray], str]  # a clip's waveform -> the metadata t
 def predicted_metadata(model: SpeechLLM, cfg: DictConfig, spec: MetadataSpec) -> MetadataFor:
     """Method 2 (explicit) on a user's recording, which has no labels: the metadata the model's own emotion
     classifier head predicts (dimensional scores where the recipe's train shards give emotion centroids)."""
-    from datamodules.shard_writer import shard_files
+    from clips.shard_writer import shard_files
     from prep.label_prediction import LabelPredictor, emotion_centroids
 
     if "emotion" not in model.classifiers:
@@ -145,25 +145,20 @@ class Answerer:
             answer.replies = [""] * len(qs)
         for template in dict.fromkeys(q.template for _, _, q in rows):
             group = [(i, j, q) for i, j, q in rows if q.template == template]
-            batch = pad_features([self._example(waves[i], q, answers[i].heard) for i, _, q in group])
+            batch = collate([self._example(waves[i], q, answers[i].heard) for i, _, q in group])
             cues = perceived_emotions(self.model, batch)  # None for rows that do not reply with a feeling
             for (i, j, _), reply, cue in zip(group, self.model.generate(batch, cues=cues, **self.generation), cues):
                 answers[i].replies[j] = reply
                 answers[i].perceived = cue or answers[i].perceived
         return answers
 
-    def _example(self, wave: np.ndarray, question: Question, heard: str | None) -> dict[str, Any]:
-        framing = self.model.llm.prompter.framing
+    def _example(self, wave: np.ndarray, question: Question, heard: str | None) -> Example:
         user = with_metadata(question.template, question.metadata(wave)) if question.metadata else question.template
-        if heard is not None:
-            user = framing.student_template(user, heard)
-        parts = self.model.llm.prompter.prompt_parts(user)
         if self.cfg.data.trim_silence_db is not None:  # as the model's loader did in training
             wave = trim_silence(wave, self.cfg.data.sample_rate, self.cfg.data.trim_silence_db)
         # a question the response task was trained with replies as it does (perceive first, where it is on)
         task = next((name for name, t in self.model.tasks.items() if question.template in t.instructions), None)
-        return {"key": "0", "features": self.features(wave), "prefix": parts.prefix, "suffix": parts.suffix,
-                "template": user, "words": heard, "task": task}
+        return Example.question("0", self.features(wave), self.model.llm.prompter, user, heard, task)
 
     def answer_files(self, paths: list[str], questions: list[Question],
                      batch_size: int = 8) -> Iterator[list[Answer]]:

@@ -7,13 +7,13 @@ words, is what it replies to. The speech stays in the prompt, and nothing but th
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import torch
 
-from datamodules.batching import pad_features
-from datamodules.tasks import DEFAULT_INSTRUCTIONS
-from datamodules.vocab import EMOTIONS
+from clips.examples import Batch, Example, collate
+from clips.tasks import DEFAULT_INSTRUCTIONS
+from clips.vocab import EMOTIONS
 from lightning_modules.speech_llm import SpeechLLM
 from scoring.label_matching import match_labels
 
@@ -27,26 +27,20 @@ def emotion_question(model: SpeechLLM) -> str:
 
 
 @torch.no_grad()
-def perceived_emotions(model: SpeechLLM, batch: dict[str, Any], rows: list[int] | None = None) -> list[str | None]:
+def perceived_emotions(model: SpeechLLM, batch: Batch, rows: list[int] | None = None) -> list[str | None]:
     """Per example: the emotion the model names for its speech (``rows``: only these examples; the rest None).
 
     ``rows`` None: the examples of a task trained on teacher replies (the response task) when ``prompt.perceive``
-    is on, none otherwise. ``batch["words"]`` (content: transcript) are read with the question, as in training."""
-    framing = model.llm.prompter.framing
-    n = len(batch["prefix"])
+    is on, none otherwise. ``batch.words`` (content: transcript) are read with the question, as in training."""
+    n = len(batch)
     rows = model.perceive_rows(batch) if rows is None else rows
     if not rows:
         return [None] * n
     question = emotion_question(model)
-    words = batch.get("words") or [None] * n
-    examples = []
-    for i in rows:
-        parts = model.llm.prompter.prompt_parts(framing.student_template(question, words[i]))
-        length = int(batch["feature_lens"][i])
-        examples.append({"key": str(i), "features": batch["features"][i, :length], "prefix": parts.prefix,
-                         "suffix": parts.suffix})
-    sub = pad_features(examples)
-    sub["features"], sub["feature_lens"] = sub["features"].to(model.device), sub["feature_lens"].to(model.device)
+    sub = collate([Example.question(str(i), batch.features[i, :int(batch.feature_lens[i])], model.llm.prompter,
+                                    question, batch.words[i]) for i in rows])
+    sub = dataclasses.replace(sub, features=sub.features.to(model.device),
+                              feature_lens=sub.feature_lens.to(model.device))
     answers = model.generate(sub, max_new_tokens=ANSWER_TOKENS, do_sample=False)
     named = match_labels(answers, EMOTIONS)
     out: list[str | None] = [None] * n

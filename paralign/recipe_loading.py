@@ -14,8 +14,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from datamodules.metadata import PROMPT_FIELDS
-from datamodules.tasks import TASK_NAMES
+from clips.metadata import PROMPT_FIELDS
+from clips.tasks import TASK_NAMES
 from paralign.config import Recipe, TaskConfig
 
 

@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from datamodules.audio import load_audio
+from clips.audio import load_audio
+from clips.metadata import DIMENSIONS
+from clips.schema import AUDIO_EXTS
+from clips.shard_writer import iter_shard_metadata, rewrite_shards, shard_files
+from clips.tar_samples import iter_tar_samples
+from clips.vocab import EMOTIONS, STYLES
 from datamodules.features import build_features
-from datamodules.metadata import DIMENSIONS
-from datamodules.schema import AUDIO_EXTS
-from datamodules.shard_writer import iter_shard_metadata, rewrite_shards, shard_files
-from datamodules.tar_samples import iter_tar_samples
-from datamodules.vocab import EMOTIONS, STYLES
 
 
 def emotion_centroids(shards: list[Path], split: str = "train") -> dict[str, tuple[float, float, float]]:

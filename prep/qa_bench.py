@@ -23,9 +23,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
-from datamodules.schema import AUDIO_EXTS, empty_metadata
-from datamodules.shard_writer import WriteSummary, shard_files, write_shards
-from datamodules.tar_samples import iter_tar_samples, safe_key
+from clips.schema import AUDIO_EXTS, empty_metadata
+from clips.shard_writer import WriteSummary, shard_files, write_shards
+from clips.tar_samples import iter_tar_samples, safe_key
 from prep.qa_generate import QUESTION_TYPES, normalise_type
 
 LABEL_KEYS = ("transcript", "emotion", "gender", "speaker", "valence", "arousal", "dominance", "style")

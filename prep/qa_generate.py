@@ -33,8 +33,8 @@ from typing import Any, Protocol
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from datamodules.shard_writer import iter_shard_metadata, rewrite_shards, shard_files
-from datamodules.vocab import EMOTION_ADJECTIVE
+from clips.shard_writer import iter_shard_metadata, rewrite_shards, shard_files
+from clips.vocab import EMOTION_ADJECTIVE
 from prep.jsonl_cache import append_cache, read_cache
 from prep.teacher import generate_sorted, in_share
 
@@ -224,7 +224,7 @@ class LocalGenerator:
                  tiny: dict | None = None) -> None:
         import torch
 
-        from datamodules.prompts import ChatPrompter
+        from clips.prompts import ChatPrompter
         from lightning_modules.frozen_llm import FrozenLLM
         from lightning_modules.llm_loading import load_causal_lm
 

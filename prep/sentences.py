@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from datamodules.vocab import check_emotion
+from clips.vocab import check_emotion
 
 BANK_PATH = Path(__file__).with_name("sentences.txt")
 MIN_WORDS, MAX_WORDS = 5, 14

@@ -33,8 +33,8 @@ import soundfile as sf
 from scipy.signal import lfilter, resample_poly
 from tqdm import tqdm
 
-from datamodules.schema import empty_metadata
-from datamodules.shard_writer import write_shards
+from clips.schema import empty_metadata
+from clips.shard_writer import write_shards
 from prep import sentences as sentences_module
 from prep.sentences import Sentence, load_sentences
 
@@ -262,12 +262,12 @@ def plan_corpus(clips: int = 2400, seed: int = 0) -> list[ClipPlan]:
             style = () if rng.random() < DEFAULT_STYLE_SHARE else (styles[rng.choice(len(styles), p=style_p)],)
             intensity = 1.0 if emotion == "neutral" else float(rng.uniform(*INTENSITY))
             plans.append(plan_clip(f"synth-{len(plans):05d}", split, sentence, voice, emotion, style,
-                                    intensity, rng))
+                                   intensity, rng))
     showcase_voice = next(v for v in VOICES if v.split == "test")
     for k, sentence in enumerate(sentences[SHOWCASE_SPLIT]):
         for emotion in emotions:  # full intensity, no jitter beyond the usual: the demo's side-by-side
             plans.append(plan_clip(f"synth-showcase-{k}-{emotion}", SHOWCASE_SPLIT, sentence, showcase_voice,
-                                    emotion, (), 1.0, rng))
+                                   emotion, (), 1.0, rng))
     return plans
 
 

@@ -27,19 +27,19 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from transformers import GenerationConfig
 
-from datamodules.batching import pad_rows
-from datamodules.metadata import with_metadata
-from datamodules.prompts import ChatPrompter, Framing
-from datamodules.shard_writer import rewrite_shards, shard_files
-from datamodules.tar_samples import iter_tar_samples
-from datamodules.tasks import DEFAULT_INSTRUCTIONS
+from clips.members import VARIANT_NAMES, TeacherReplies, TeacherReply, Variant
+from clips.metadata import with_metadata
+from clips.padding import pad_rows
+from clips.prompts import ChatPrompter, Framing
+from clips.shard_writer import rewrite_shards, shard_files
+from clips.tar_samples import iter_tar_samples
+from clips.tasks import DEFAULT_INSTRUCTIONS
 from lightning_modules.frozen_llm import FrozenLLM
 from prep.jsonl_cache import append_cache, read_cache
 
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "teacher_cache.jsonl"
-VARIANTS = ("conditioned", "plain")
 
 
 # ---- generation ----------------------------------------------------------------------------------------------------
@@ -103,8 +103,8 @@ def teacher_templates(cfg: DictConfig) -> dict[str, str]:
                              "`paralign qa-generate`, not from the teacher")
         templates[task] = with_metadata(template, "")  # the teacher gets labels in words, not a metadata slot
     for variant in cfg.teacher.variants:
-        if variant not in VARIANTS:
-            raise ValueError(f"teacher.variants: unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+        if variant not in VARIANT_NAMES:
+            raise ValueError(f"teacher.variants: unknown variant {variant!r} (known: {', '.join(VARIANT_NAMES)})")
     return templates
 
 
@@ -164,14 +164,14 @@ def _plan(llm: FrozenLLM, prompter: ChatPrompter, shards: list[Path], templates:
                 entries = plan.entries.setdefault(key, {})
                 for task, template in templates.items():
                     if template not in checked:  # once per template: raises if the chat template splits badly
-                        prompter.check_alignment(template, prompter.framing.teacher_text(meta, True))
+                        prompter.check_alignment(template, prompter.framing.teacher_text(meta, Variant.CONDITIONED))
                         checked.add(template)
                     for variant in variants:
-                        speech_text = prompter.framing.teacher_text(meta, variant == "conditioned")
-                        ids = prompter.text_prompt_ids(template, speech_text)
+                        ids = prompter.teacher_ids(template, meta, variant)
                         h = prompt_hash(llm.model_id, settings, ids)
                         if h not in plan.prompts:
-                            plan.prompts[h] = (ids, prompter.render(template.replace("{speech}", speech_text)))
+                            said = prompter.framing.teacher_text(meta, variant)
+                            plan.prompts[h] = (ids, prompter.render(template.replace("{speech}", said)))
                         entries[(task, variant)] = h
     return plan
 
@@ -243,7 +243,7 @@ class _ExistingTeacher:
         self.shard: Path | None = None
         self.members: dict[str, bytes] = {}
 
-    def get(self, key: str) -> dict:
+    def get(self, key: str) -> TeacherReplies:
         shard = self.shard_of[key]
         if shard != self.shard:
             with open(shard, "rb") as f:
@@ -251,7 +251,7 @@ class _ExistingTeacher:
                                 if "teacher.json" in s}
             self.shard = shard
         raw = self.members.get(key)
-        return json.loads(raw) if raw else {}
+        return TeacherReplies.from_json(json.loads(raw)) if raw else TeacherReplies()
 
 
 def generate_teacher_replies(cfg: DictConfig, shard_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
@@ -302,14 +302,11 @@ def generate_teacher_replies(cfg: DictConfig, shard_dir: str | os.PathLike, out_
             teacher = existing.get(key)
             for (task, variant), h in entries.items():
                 reply = cache[h]
-                variants = teacher.setdefault(task, {})
-                if not reply["reply"]:  # no target; a stale reply from another run must not stand in for it
-                    variants.pop(variant, None)
-                    continue
-                variants[variant] = {"prompt": plan.prompts[h][1], "model": llm.model_id, "generation": settings,
-                                     **reply}
-            teacher = {task: v for task, v in teacher.items() if v}
-            added.append({"teacher.json": json.dumps(teacher, ensure_ascii=False).encode("utf-8")})
+                # no reply, no target: a stale reply from another run must not stand in for it
+                teacher.put(task, Variant(variant), TeacherReply(
+                    reply["reply"], reply.get("topk"), plan.prompts[h][1], llm.model_id, settings)
+                    if reply["reply"] else None)
+            added.append({"teacher.json": json.dumps(teacher.to_json(), ensure_ascii=False).encode("utf-8")})
         return added
 
     rewrite_shards(shard_dir, out, add, batch_size=256)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from datamodules.schema import empty_metadata
-from datamodules.shard_writer import WriteSummary, write_shards
+from clips.members import TeacherReplies, TeacherReply, Variant
+from clips.schema import empty_metadata
+from clips.shard_writer import WriteSummary, write_shards
 
 TINY_EMOTIONS = {"neutral": (160.0, 0.2), "happy": (260.0, 0.3), "sad": (110.0, 0.1), "angry": (200.0, 0.6)}
 TINY_SENTENCES = ["hello there", "see you soon", "it is raining", "where is it", "all done now", "come in"]
@@ -38,10 +39,9 @@ def tiny_records(audio_dir: Path, clips: int = 24, seed: int = 0, sample_rate: i
                                 emotion=emotion, style=["default"], split=split,
                                 valence=3.0, arousal=3.0, dominance=3.0)
         record["audio_path"] = str(path)
-        record["teacher"] = {"response": {v: {"reply": f"You said {sentence}" + (f", {emotion}." if v == "conditioned"
-                                                                                else "."),
-                                              "prompt": None, "model": "template"}
-                                          for v in ("conditioned", "plain")}}
+        record["teacher"] = TeacherReplies({"response": {
+            v: TeacherReply(f"You said {sentence}" + (f", {emotion}." if v is Variant.CONDITIONED else "."),
+                            model="template") for v in Variant}}).to_json()
         records.append(record)
     return records
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from datamodules.audio import load_audio
-from datamodules.schema import AUDIO_EXTS
-from datamodules.shard_writer import ASR_FILE, rewrite_shards, shard_files
-from datamodules.tar_samples import iter_tar_samples
+from clips.audio import load_audio
+from clips.schema import AUDIO_EXTS
+from clips.shard_writer import ASR_FILE, rewrite_shards, shard_files
+from clips.tar_samples import iter_tar_samples
 from prep.jsonl_cache import append_cache, read_cache
 from scoring.metrics import corpus_wer, word_errors
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from datamodules.vocab import LABEL_SETS, label_class
+from clips.vocab import LABEL_SETS, label_class
 from scoring.embedder import Embedder
 from scoring.label_matching import match_labels
 

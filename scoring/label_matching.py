@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from typing import Sequence
 
-from datamodules.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE
+from clips.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE
 from scoring.embedder import Embedder, default_embedder
 
 # "other" has no keywords on purpose: the word "other" is too common in prose ("each other") to mean the label.

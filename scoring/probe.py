@@ -10,7 +10,7 @@ import zlib
 
 import torch
 
-from datamodules.vocab import LABEL_SETS, label_class
+from clips.vocab import LABEL_SETS, label_class
 
 Pooled = dict[str, tuple[torch.Tensor, dict]]  # clip key -> (pooled speech tokens, metadata)
 

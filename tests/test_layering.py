@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # top to bottom: a package may import the ones below it, never one above
-LAYERS = ("paralign", "prep", "callbacks", "scoring", "lightning_modules", "datamodules")
+LAYERS = ("paralign", "prep", "callbacks", "scoring", "lightning_modules", "datamodules", "clips")
 
 
 def imported_packages(path: Path) -> list[tuple[int, str]]:
@@ -47,4 +47,4 @@ def test_an_upward_import_is_caught(tmp_path):
     (tmp_path / "datamodules").mkdir()
     (tmp_path / "datamodules" / "bad.py").write_text("def f():\n    from lightning_modules.speech_llm import X\n")
     assert upward_imports(tmp_path) == ["datamodules/bad.py:2 imports lightning_modules.speech_llm "
-                                "(datamodules is below lightning_modules)"]
+                                        "(datamodules is below lightning_modules)"]

@@ -29,6 +29,7 @@ def loader_benchmark(shards: str, num_workers: int = 2, *, split: str = "train",
         start = time.perf_counter()
         first = None
         for batch in dm.train_dataloader():
+            batch = batch if isinstance(batch, dict) else vars(batch)  # the default collate's, or a Batch
             lengths.append(batch["feature_lens"].tolist())
             if first is None:  # the first batch pays for the workers' start-up: timed apart
                 first = time.perf_counter()

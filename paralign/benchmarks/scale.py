@@ -19,12 +19,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from clips.examples import Batch
 from paralign.dry_run import GIB, PROMPT_TOKENS, build_model, count, memory_lines, model_parts
 
 PRECISIONS = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
-def synthetic_batch(cfg: DictConfig, model, device: torch.device) -> tuple[dict[str, Any], dict[str, float]]:
+def synthetic_batch(cfg: DictConfig, model, device: torch.device) -> tuple[Batch, dict[str, float]]:
     """One micro-batch of the dry run's shape: ``data.max_batch_size`` rows of ``max_batch_seconds / rows`` seconds,
     a 64-token prompt around the speech and the longest reply any enabled task allows, all rows of the task with that
     reply (random features and token ids: the cost does not depend on the values)."""
@@ -46,14 +47,16 @@ def synthetic_batch(cfg: DictConfig, model, device: torch.device) -> tuple[dict[
         raise ValueError("--part scale builds log-mel batches: a wav2vec2-family encoder (raw waveform) is not "
                          "covered")
     n_mels = getattr(model.encoder, "n_mels", cfg.encoder.n_mels)  # Whisper's own; the conformer's from the recipe
-    batch = {
-        "features": torch.randn(rows, frames, n_mels, device=device),
-        "feature_lens": torch.full((rows,), frames, device=device),
-        "prefix": tokens(PROMPT_TOKENS - 16), "suffix": tokens(16), "target": tokens(reply),
-        "task": [task] * rows, "meta": [{"emotion": "happy", "style": ["fast"]}] * rows,
-    }
+    none = [None] * rows
+    batch = Batch(features=torch.randn(rows, frames, n_mels, device=device),
+                  feature_lens=torch.full((rows,), frames, device=device), keys=[str(i) for i in range(rows)],
+                  meta=[{"emotion": "happy", "style": ["fast"]}] * rows, duration=[seconds] * rows,
+                  task=[task] * rows, template=["{speech}"] * rows, prefix=tokens(PROMPT_TOKENS - 16),
+                  suffix=tokens(16), target=tokens(reply), target_text=none, words=none, transcript_ids=[[]] * rows,
+                  question_type=none, teacher_prompt=none, topk=none, num_frames=rows * frames,
+                  audio_seconds=rows * seconds)
     with torch.no_grad():
-        speech_tokens = int(model.speech_embeddings(batch["features"][:1], batch["feature_lens"][:1])[1][0])
+        speech_tokens = int(model.speech_embeddings(batch.features[:1], batch.feature_lens[:1])[1][0])
     shape = {"rows": rows, "seconds": seconds, "speech_tokens": speech_tokens, "prompt_tokens": PROMPT_TOKENS,
              "reply_tokens": reply, "encoder_frames": frames / 2, "task": task,
              "llm_tokens": rows * (speech_tokens + PROMPT_TOKENS + reply)}

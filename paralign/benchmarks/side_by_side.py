@@ -20,6 +20,7 @@ the encoder's) far slower than large ones; ``OMP_NUM_THREADS=1`` gives steadier 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import platform
 import random
@@ -32,9 +33,11 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from datamodules.examples import ExampleBuilder, collate
+from clips.clip import Clip
+from clips.examples import Batch, ExampleBuilder, collate
+from clips.members import TeacherReplies, TeacherReply, Variant
+from clips.tasks import build_tasks
 from datamodules.features import LogMel, build_features
-from datamodules.tasks import build_tasks
 from lightning_modules.frozen_llm import FrozenLLM
 from lightning_modules.speech_llm import SpeechLLM, load_frozen_llm
 from paralign.benchmarks.timing import interleaved_timings
@@ -46,8 +49,8 @@ DEFAULT_TOPK = 8  # teacher top-k for the cached KL side when the recipe stores 
 
 
 def synthetic_clips(count: int, seconds: float, seed: int = 0, features: Callable | None = None,
-                    sample_rate: int = 16000) -> list[dict]:
-    """Decoded-clip dicts as the loader yields them: ``features`` (the recipe's, from ``build_features``; default
+                    sample_rate: int = 16000) -> list[Clip]:
+    """Decoded clips as the loader yields them: ``features`` (the recipe's, from ``build_features``; default
     log-mel) of ``seconds`` of noise each, labels, and a teacher reply of a realistic length for the response task."""
     features = features or LogMel(sample_rate=sample_rate)
     samples = max(1, int(seconds * sample_rate))
@@ -57,22 +60,21 @@ def synthetic_clips(count: int, seconds: float, seed: int = 0, features: Callabl
         emotion, text = BENCH_EMOTIONS[i % len(BENCH_EMOTIONS)], f"this is sentence number {i} of the benchmark"
         reply = REPLY.format(emotion=emotion, text=text)
         wave = 0.1 * torch.randn(samples, generator=g)
-        clips.append({"key": f"bench{i}", "features": features(wave), "duration": seconds,
-                      "meta": {"transcript": text, "emotion": emotion, "style": ["default"]},
-                      "teacher": {"response": {"conditioned": {"reply": reply}, "plain": {"reply": reply}}}})
+        teacher = TeacherReplies({"response": {v: TeacherReply(reply) for v in Variant}})
+        clips.append(Clip(f"bench{i}", {"transcript": text, "emotion": emotion, "style": ["default"]}, seconds,
+                          teacher, features=features(wave)))
     return clips
 
 
 @torch.no_grad()
-def add_teacher_topk(llm: FrozenLLM, clips: list[dict], template: str, k: int) -> None:
+def add_teacher_topk(llm: FrozenLLM, clips: list[Clip], template: str, k: int) -> None:
     """Store in each clip's conditioned response entry the teacher's top-k (ids, log-probs) per reply token, from
     one pass of the frozen LLM over the text prompt, exactly as ``paralign teacher`` caches them in the shards."""
-    framing = llm.prompter.framing
-    prompts = [llm.prompter.text_prompt_ids(template, framing.teacher_text(c["meta"], True)) for c in clips]
-    entries = [c["teacher"]["response"]["conditioned"] for c in clips]
-    targets = [llm.prompter.reply_ids(e["reply"]) for e in entries]
-    for entry, topk in zip(entries, reply_topk(llm, prompts, targets, k)):
-        entry["topk"] = topk
+    prompts = [llm.prompter.teacher_ids(template, c.meta, Variant.CONDITIONED) for c in clips]
+    entries = [c.teacher.get("response", Variant.CONDITIONED) for c in clips]
+    targets = [llm.prompter.reply_ids(e.reply) for e in entries]
+    for clip, entry, topk in zip(clips, entries, reply_topk(llm, prompts, targets, k)):
+        clip.teacher.put("response", Variant.CONDITIONED, dataclasses.replace(entry, topk=topk))
 
 
 def in_precision(fn: Callable[[], Any], precision: str, device: torch.device) -> Callable[[], Any]:
@@ -100,17 +102,17 @@ def response_only(cfg: DictConfig, loss: str, kl_source: str = "cached") -> Dict
     return variant
 
 
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return dataclasses.replace(batch, features=batch.features.to(device), feature_lens=batch.feature_lens.to(device))
 
 
-def build_batch(model: SpeechLLM, clips: list[dict], device: torch.device) -> dict[str, Any]:
+def build_batch(model: SpeechLLM, clips: list[Clip], device: torch.device) -> Batch:
     builder = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)
     rng = random.Random(0)
     return to_device(collate([e for c in clips for e in builder(c, rng)]), device)
 
 
-def training_step_fn(model: SpeechLLM, batch: dict[str, Any]) -> Callable[[], None]:
+def training_step_fn(model: SpeechLLM, batch: Batch) -> Callable[[], None]:
     """One optimizer step (forward, backward, AdamW) as the trainer runs it, minus Lightning's bookkeeping."""
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
 
@@ -122,12 +124,12 @@ def training_step_fn(model: SpeechLLM, batch: dict[str, Any]) -> Callable[[], No
     return step
 
 
-def floor_step_fn(model: SpeechLLM, batch: dict[str, Any]) -> Callable[[], None]:
+def floor_step_fn(model: SpeechLLM, batch: Batch) -> Callable[[], None]:
     """The frozen LLM alone at the training step's shapes: forward from fixed ``inputs_embeds`` and backward of
     the CE on the same label positions (through the same ``label_logits``: the LM head only where a label is, as
     the training step computes it, so the ratio measures our overhead and nothing else)."""
     with torch.no_grad():
-        speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
+        speech, lens = model.speech_embeddings(batch.features, batch.feature_lens)
         inputs = model._spliced(batch, speech, lens, with_target=True)
     embeds = inputs["inputs_embeds"].detach()
 
@@ -184,7 +186,7 @@ def recipe_train_shards(cfg: DictConfig) -> str | None:
 
 def tiny_shards(out: Path, clips: int) -> Path:
     """A small shard set of tone clips (2/3 of them in the train split) for the loader rows."""
-    from datamodules.shard_writer import write_shards
+    from clips.shard_writer import write_shards
     from prep.tiny_corpus import tiny_records
 
     write_shards(tiny_records(out / "audio", clips), out / "shards", max_count=32, progress=False)
@@ -330,7 +332,7 @@ def resample_timings(repeats: int, sr: int = 24414, seconds: float = 3.0) -> dic
     """Median seconds to resample one clip from an odd rate to 16 kHz, both ways, interleaved."""
     import torchaudio
 
-    from datamodules.audio import resample
+    from clips.audio import resample
 
     wave = (0.1 * torch.randn(int(sr * seconds))).numpy()
     sides = {"polyphase": lambda: resample(wave, sr, 16000),

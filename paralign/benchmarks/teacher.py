@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from datamodules.tasks import DEFAULT_INSTRUCTIONS
-from datamodules.vocab import EMOTIONS
+from clips.tasks import DEFAULT_INSTRUCTIONS
+from clips.vocab import EMOTIONS
 from lightning_modules.frozen_llm import FrozenLLM
 from prep.sentences import load_sentences
 from prep.teacher import generate_batch, generate_sorted
@@ -18,8 +18,8 @@ def bench_prompts(llm: FrozenLLM, count: int, template: str = DEFAULT_INSTRUCTIO
     """``count`` emotion-conditioned teacher prompts: sentences of the synthetic corpus's bank, emotions in turn."""
     sentences = load_sentences()
     emotions = EMOTIONS[:5]
-    return [llm.prompter.text_prompt_ids(template, llm.prompter.framing.text(
-        sentences[i % len(sentences)].text, emotions[i % len(emotions)])) for i in range(count)]
+    return [llm.prompter.reader_ids(template, sentences[i % len(sentences)].text, emotions[i % len(emotions)])
+            for i in range(count)]
 
 
 def _timed(run) -> tuple[list[list[int]], float]:

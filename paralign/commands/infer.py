@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 def _metadata(args: argparse.Namespace, model: SpeechLLM, cfg: DictConfig, task: str) -> MetadataFor | None:
     """What each clip shows next to its speech: the user's --metadata text, the model's own prediction, or
     nothing (a task trained without metadata)."""
-    from datamodules.metadata import MetadataSpec
+    from clips.metadata import MetadataSpec
     from paralign.infer import predicted_metadata
 
     trained = model.tasks.get(task)

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     path = model_path(args)
     if args.segment_seconds < 0:
         raise SystemExit("error: --segment-seconds must be >= 0")
-    from datamodules.shard_writer import shard_files
+    from clips.shard_writer import shard_files
     from paralign.infer import load_for_inference
     from prep.label_prediction import LabelPredictor, emotion_centroids, predict_shard_labels
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from datamodules.manifest import read_manifest
-from datamodules.shard_writer import write_shards
+from clips.manifest import read_manifest
+from clips.shard_writer import write_shards
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

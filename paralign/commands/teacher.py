@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from datamodules.shard_writer import shard_files
+from clips.shard_writer import shard_files
 from paralign.commands.recipe_args import add_recipe_arguments, recipe_from_args
 
 

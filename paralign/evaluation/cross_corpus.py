@@ -79,7 +79,7 @@ def corpus_shards(cfg: DictConfig, corpus: Corpus) -> Path:
 
 
 def _import(cfg: DictConfig, corpus: Corpus, out: Path) -> None:
-    from datamodules.shard_writer import write_shards
+    from clips.shard_writer import write_shards
     from prep.importers import import_corpus
 
     keep = trained_emotions(cfg)

@@ -12,8 +12,8 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any, Sequence
 
-from datamodules.tasks import TASK_NAMES
-from datamodules.vocab import LABEL_SETS
+from clips.tasks import TASK_NAMES
+from clips.vocab import LABEL_SETS
 from paralign.evaluation.judge import RUBRIC, Judge, summarize
 from paralign.evaluation.judge_validation import validate_judge
 from scoring import metrics as M

@@ -277,7 +277,7 @@ class LocalJudge(Judge):
         """``Score: E`` with the band probabilities after it (kept in the cache's ``raw`` for a reader)."""
         import torch
 
-        from datamodules.batching import pad_rows
+        from clips.padding import pad_rows
 
         text = self.tokenizer.apply_chat_template(self._chat(prompt), add_generation_prompt=True, tokenize=False)
         prefix = self.tokenizer(text + "Score: ", add_special_tokens=False)["input_ids"]

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from datamodules.audio import load_audio, trim_silence
-from datamodules.vocab import EMOTIONS
+from clips.audio import load_audio, trim_silence
+from clips.vocab import EMOTIONS
 from scoring.probe import fit_probe_accuracy
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm
 
-from datamodules.tasks import DEFAULT_INSTRUCTIONS
-from datamodules.vocab import EMOTIONS
+from clips.tasks import DEFAULT_INSTRUCTIONS
+from clips.vocab import EMOTIONS
 from lightning_modules.frozen_llm import FrozenLLM
 from prep.jsonl_cache import append_cache, read_cache
 from scoring import metrics as M
@@ -40,13 +40,13 @@ CEILING_CLIPS = 96
 def cue_loglik(llm: FrozenLLM, words: Sequence[str], replies: Sequence[str], emotions: Sequence[str],
                batch_size: int = 48) -> torch.Tensor:
     """``[len(replies), len(emotions)]``: log P(reply | its words with each emotion's cue) under the frozen LLM."""
-    prompter, framing = llm.prompter, llm.prompter.framing
+    prompter = llm.prompter
     rows = [(i, k) for i in range(len(replies)) for k in range(len(emotions))]
     out = torch.zeros(len(replies), len(emotions))
     for start in tqdm(range(0, len(rows), batch_size), desc="reply emotion: scoring", unit="batch",
                       disable=len(rows) <= batch_size):
         chunk = rows[start:start + batch_size]
-        prompts = [prompter.text_prompt_ids(TEMPLATE, framing.text(words[i], emotions[k])) for i, k in chunk]
+        prompts = [prompter.reader_ids(TEMPLATE, words[i], emotions[k]) for i, k in chunk]
         targets = [prompter.reply_ids(replies[i]) for i, _ in chunk]
         logits, labels, which = llm.text_label_logits(prompts, targets)
         token_lp = logits.log_softmax(-1).gather(-1, labels[:, None])[:, 0].cpu()
@@ -107,10 +107,10 @@ def control_replies(llm: FrozenLLM, items: list[dict], ceiling_items: list[dict]
     prompter, framing = llm.prompter, llm.prompter.framing
     version = [llm.model_id, framing.version, prompter.system_prompt, max_new_tokens]
     blind_prompts = {_key(version, "blind", it["transcript"]):
-                     prompter.text_prompt_ids(TEMPLATE, framing.said(it["transcript"])) for it in items}
+                     prompter.reader_ids(TEMPLATE, it["transcript"]) for it in items}
     sample = {"temperature": temperature, "top_p": top_p, "seed": seed}
     ceiling_prompts = {_key(version, "ceiling", sample, it["id"]):
-                       prompter.text_prompt_ids(TEMPLATE, framing.text(it["transcript"], it["emotion"]))
+                       prompter.reader_ids(TEMPLATE, it["transcript"], it["emotion"])
                        for it in ceiling_items}
     blind = _generate(llm, blind_prompts, out / CACHE_NAME, max_new_tokens, None, "reply emotion: blind control")
     ceiling = _generate(llm, ceiling_prompts, out / CACHE_NAME, max_new_tokens, sample,
@@ -124,7 +124,7 @@ def teacher_replies(llm: FrozenLLM, items: list[dict], out: Path, max_new_tokens
     prompter, framing = llm.prompter, llm.prompter.framing
     version = [llm.model_id, framing.version, prompter.system_prompt, max_new_tokens]
     keys = [_key(version, "teacher", it["transcript"], it["emotion"]) for it in items]
-    prompts = {k: prompter.text_prompt_ids(TEMPLATE, framing.text(it["transcript"], it["emotion"]))
+    prompts = {k: prompter.reader_ids(TEMPLATE, it["transcript"], it["emotion"])
                for k, it in zip(keys, items)}
     replies = _generate(llm, prompts, out / CACHE_NAME, max_new_tokens, None, "teacher replies")
     return [replies[k] for k in keys]
@@ -168,7 +168,7 @@ def framing_check(cfg, split: str, sentences: int, out: Path) -> dict[str, Any]:
     sentences of ``split`` (in ``data.dir``) under each emotion of the corpus as the cue, scored by
     :func:`reply_emotion_metrics` (its controls: the words alone, a sampled reply), and the share of replies that
     talk about "the speaker" rather than to them."""
-    from datamodules.shard_writer import iter_shard_metadata, shard_files
+    from clips.shard_writer import iter_shard_metadata, shard_files
     from lightning_modules.speech_llm import load_frozen_llm
 
     shards = shard_files(cfg.data.dir, split)

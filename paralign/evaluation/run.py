@@ -18,11 +18,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from datamodules.batching import pad_rows
+from clips.examples import Batch
+from clips.members import Variant
+from clips.padding import pad_rows
+from clips.tasks import Task
+from clips.vocab import LABEL_SETS
 from datamodules.datamodule import ShardDataModule
 from datamodules.features import build_features
-from datamodules.tasks import Task
-from datamodules.vocab import LABEL_SETS
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.data import shard_sources
 from paralign.model_folder import load_trained
@@ -34,8 +36,9 @@ log = logging.getLogger(__name__)
 
 def reference_tasks(cfg: DictConfig, tasks: dict[str, Task]) -> dict[str, Task]:
     """The tasks as evaluation sees them: teacher targets from ``eval.reference_variant`` for every system."""
-    return {n: dataclasses.replace(t, teacher_variant=cfg.eval.reference_variant) if t.target == "teacher" else t
-            for n, t in tasks.items()}
+    variant = Variant(cfg.eval.reference_variant)
+    return {name: dataclasses.replace(t, teacher_variant=variant) if t.target == "teacher" else t
+            for name, t in tasks.items()}
 
 
 def split_loader(cfg: DictConfig, model: SpeechLLM, split: str, tasks: list[str] | None = None,
@@ -51,31 +54,27 @@ def split_loader(cfg: DictConfig, model: SpeechLLM, split: str, tasks: list[str]
 
 
 @torch.no_grad()
-def cascade_replies(model: SpeechLLM, batch: dict[str, Any], with_labels: bool) -> list[str]:
+def cascade_replies(model: SpeechLLM, batch: Batch, with_labels: bool) -> list[str]:
     """A cascade reference: the clip's words (Whisper's, or the corpus's: ``prompt.transcripts``) and, with
-    ``with_labels``, the cue of its true emotion and style, typed into the speech slot of the same prompt,
-    generated with the same settings as the speech model."""
+    ``with_labels``, the cue of its true emotion and style, typed into the speech slot of the same prompt
+    (``ChatPrompter.cascade_ids``; never a perceived cue), generated with the same settings as the speech model."""
     llm = model.llm
-    framing = llm.prompter.framing
-    if any(w is None for w in batch["words"]):
+    if any(w is None for w in batch.words):
         raise ValueError("a cascade reads Whisper's transcripts (<key>.asr.json, made by `paralign data`); these "
                          "shards have none: run `paralign data`, or set prompt.transcripts=corpus")
-    texts = [framing.cascade_text(words, *((meta.get("emotion"), meta.get("style")) if with_labels else ()))
-             for words, meta in zip(batch["words"], batch["meta"])]
-    words = [llm.prompter.encode(text) for text in texts]
-    lens = torch.tensor([len(w) for w in words])
-    ids, _ = pad_rows(words, llm.pad_id)
+    labels = [(meta.get("emotion"), meta.get("style")) if with_labels else (None, None) for meta in batch.meta]
+    rows = [llm.prompter.cascade_ids(template, words, *cue) for template, words, cue in
+            zip(batch.template, batch.words, labels)]
+    ids, mask = pad_rows(rows, llm.pad_id, left=True)
     device = llm.model.device
-    inputs = llm.splice(batch["prefix"], llm.model.get_input_embeddings()(ids.to(device)), lens.to(device),
-                        batch["suffix"], None, left_pad=True)
     g = model.cfg.generation
-    return llm.generate(inputs["inputs_embeds"], inputs["attention_mask"], max_new_tokens=g.max_new_tokens,
+    return llm.generate(llm.embed(ids.to(device)), mask.to(device), max_new_tokens=g.max_new_tokens,
                         do_sample=g.do_sample, temperature=g.temperature, top_p=g.top_p)
 
 
-def generation_records(model: SpeechLLM, batch: dict[str, Any], cascade: str = "none") -> list[dict[str, Any]]:
+def generation_records(model: SpeechLLM, batch: Batch, cascade: str = "none") -> list[dict[str, Any]]:
     """One record per example: the reply (from speech, or from words for a cascade) beside its reference."""
-    perceived: list[str | None] = [None] * len(batch["keys"])
+    perceived: list[str | None] = [None] * len(batch.keys)
     if cascade == "none":
         perceived = perceived_emotions(model, batch)  # prompt.perceive: the emotion the model names first
         replies = model.generate(batch, cues=perceived)
@@ -83,12 +82,12 @@ def generation_records(model: SpeechLLM, batch: dict[str, Any], cascade: str = "
         replies = cascade_replies(model, batch, with_labels=cascade == "transcript+labels")
     records = []
     for i, reply in enumerate(replies):
-        meta = batch["meta"][i]
+        meta = batch.meta[i]
         records.append({
-            "id": batch["keys"][i], "task": batch["task"][i], "prompt": batch["template"][i], "reply": reply,
-            "reference": batch["target_text"][i], "emotion": meta.get("emotion"), "style": meta.get("style") or [],
-            "transcript": meta.get("transcript"), "heard": batch["words"][i], "speaker": meta.get("speaker"),
-            "question_type": (batch.get("question_type") or [None] * len(replies))[i],
+            "id": batch.keys[i], "task": batch.task[i], "prompt": batch.template[i], "reply": reply,
+            "reference": batch.target_text[i], "emotion": meta.get("emotion"), "style": meta.get("style") or [],
+            "transcript": meta.get("transcript"), "heard": batch.words[i], "speaker": meta.get("speaker"),
+            "question_type": batch.question_type[i],
             "perceived": perceived[i],
         })
     return records
@@ -160,9 +159,9 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
 
     ``ckpt`` None: a cascade reference (``eval.cascade``), the frozen LLM reading words; ``run_dir`` is then needed.
     """
+    from paralign.evaluation.figures import compute_metrics
     from paralign.evaluation.reply_emotion import reply_emotion_metrics
     from paralign.evaluation.report import write_report
-    from paralign.evaluation.figures import compute_metrics
 
     cascade = cfg.eval.cascade
     if (ckpt is None) != (cascade != "none"):
@@ -192,11 +191,11 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
             loader = split_loader(cfg, model, cfg.eval.split, [task], need_target=task != "response")
             for batch in tqdm(loader, desc=f"evaluating {task}", unit="batch"):
                 if cascade == "none":  # the probe's pooled tokens, once per clip (a cascade has none)
-                    speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
-                    for key, vec, meta in zip(batch["keys"], SpeechLLM.pool(speech, lens), batch["meta"]):
+                    speech, lens = model.speech_embeddings(batch.features, batch.feature_lens)
+                    for key, vec, meta in zip(batch.keys, SpeechLLM.pool(speech, lens), batch.meta):
                         pooled.setdefault(key, (vec.float(), meta))
-                clips_seen.update(batch["keys"])
-                if not all((k, t) in done for k, t in zip(batch["keys"], batch["task"])):
+                clips_seen.update(batch.keys)
+                if not all((k, t) in done for k, t in zip(batch.keys, batch.task)):
                     new = generation_records(model, batch, cascade)
                     for rec in new:
                         sink.write(json.dumps(rec) + "\n")
@@ -237,9 +236,9 @@ def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tu
                          bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed)
     pooled: dict[str, tuple[torch.Tensor, dict]] = {}
     for batch in tqdm(dm.test_dataloader(), desc=f"probe: pooling the {split} split", unit="batch"):
-        speech, lens = model.speech_embeddings(batch["features"].to(model.device),
-                                               batch["feature_lens"].to(model.device))
-        for key, vec, meta in zip(batch["keys"], SpeechLLM.pool(speech, lens), batch["meta"]):
+        speech, lens = model.speech_embeddings(batch.features.to(model.device),
+                                               batch.feature_lens.to(model.device))
+        for key, vec, meta in zip(batch.keys, SpeechLLM.pool(speech, lens), batch.meta):
             pooled[key] = (vec.float().cpu(), meta)
     return pooled
 

@@ -1,7 +1,7 @@
 """Corpus importers: each reads one corpus's own layout and label files, as released, into records.
 
-A record is ``datamodules.schema`` metadata plus ``audio_path`` (absolute), with ``duration`` / ``sample_rate``
-left None for the shard writer to measure. Labels are mapped onto ``datamodules.vocab`` (the corpus's own label
+A record is ``clips.schema`` metadata plus ``audio_path`` (absolute), with ``duration`` / ``sample_rate``
+left None for the shard writer to measure. Labels are mapped onto ``clips.vocab`` (the corpus's own label
 kept in ``emotion_original``); what a corpus does not annotate stays None. Each module's docstring says where
 every field comes from and which split it gets.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from datamodules.manifest import read_manifest
+from clips.manifest import read_manifest
 from prep.importers.cremad import import_cremad
 from prep.importers.emodb import import_emodb
 from prep.importers.esd import import_esd

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from datamodules.schema import empty_metadata, metadata_problems
+from clips.schema import empty_metadata, metadata_problems
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datamodules.shard_writer import SPLIT_FILE, WriteSummary, write_shards
+from clips.shard_writer import SPLIT_FILE, WriteSummary, write_shards
 
 # Corpora whose release defines a split: theirs is kept (their test speakers are the ones the literature uses).
 CORPORA_WITH_SPLIT = frozenset({"esd", "msp-podcast", "expresso"})

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from callbacks.throughput import PROGRESS_BAR, Throughput, model_flops, peak_flops
+from clips.examples import Batch
 from lightning_modules.speech_llm import SpeechLLM
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
@@ -25,10 +26,13 @@ class FakeModule:
         self.logged[name] = (value, prog_bar)
 
 
-def _batch(lengths: list[int], seconds: float) -> dict:
-    return {"features": torch.zeros(len(lengths), max(lengths), 80), "num_frames": sum(lengths),
-            "audio_seconds": seconds, "task": ["response"] * len(lengths), "prefix": [[1, 2, 3]] * len(lengths),
-            "suffix": [[4]] * len(lengths), "target": [[5, 6]] * len(lengths)}
+def _batch(lengths: list[int], seconds: float) -> Batch:
+    n = len(lengths)
+    return Batch(features=torch.zeros(n, max(lengths), 80), feature_lens=torch.tensor(lengths), keys=["k"] * n,
+                 meta=[{}] * n, duration=[seconds / n] * n, task=["response"] * n, template=["{speech}"] * n,
+                 prefix=[[1, 2, 3]] * n, suffix=[[4]] * n, target=[[5, 6]] * n, target_text=[None] * n,
+                 words=[None] * n, transcript_ids=[[]] * n, question_type=[None] * n, teacher_prompt=[None] * n,
+                 topk=[None] * n, num_frames=sum(lengths), audio_seconds=seconds)
 
 
 def test_rates_padding_and_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,4 +68,4 @@ def test_mfu_inputs() -> None:
     assert per_token == 4 * weights and per_target == 4 * head.numel() and frame_rate == model.encoder.frame_rate
     assert per_frame == 6 * sum(p.numel() for p in model.trainable_parameters())
     batch = batch_for(model, [make_clip(0, 120), make_clip(1, 200)])
-    assert batch["num_frames"] == int(batch["feature_lens"].sum())  # the host-side count the callback reads
+    assert batch.num_frames == int(batch.feature_lens.sum())  # the host-side count the callback reads

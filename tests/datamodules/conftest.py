@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.schema import empty_metadata
-from datamodules.shard_writer import write_shards
+from clips.schema import empty_metadata
+from clips.shard_writer import write_shards
 
 
 def make_clip(path: Path, seconds: float, sr: int = 16000, seed: int = 0, channels: int = 1) -> Path:

@@ -1,7 +1,7 @@
 """The one helper that pads token rows (training splices, teacher generation, the judge, the cascade)."""
 from __future__ import annotations
 
-from datamodules.batching import pad_rows
+from clips.padding import pad_rows
 
 
 def test_pad_rows_right_and_left():

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 import random
@@ -7,10 +8,10 @@ import tarfile
 import webdataset as wds
 from torch.utils.data import DataLoader
 
+from clips.shard_writer import shard_files, write_shards
 from datamodules.batching import padding_ratio
 from datamodules.datamodule import ShardDataModule
 from datamodules.loader import BatchStream, _identity
-from datamodules.shard_writer import shard_files, write_shards
 from datamodules.stream import expand_sources
 
 
@@ -120,8 +121,15 @@ def test_mixing_follows_weights_and_validation_is_deterministic(tmp_path, make_r
 
 
 def test_example_builder_expands_clips_with_a_deterministic_rng(shard_dir):
+    @dataclasses.dataclass
+    class Tagged:  # what a builder may make of a clip: the loader sets its features, the collate lists the rest
+        key: str
+        task: str
+        draw: float
+        features: object = None
+
     def two_tasks(clip, rng):
-        return [dict(clip, task=t, draw=rng.random()) for t in ("emotion", "style")]
+        return [Tagged(clip.key, t, rng.random()) for t in ("emotion", "style")]
     runs = []
     for _ in range(2):
         dm = ShardDataModule(train=str(shard_dir), num_workers=2, example_builder=two_tasks, seed=7)

@@ -7,7 +7,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from datamodules.examples import ExampleBuilder, collate
+from clips.clip import Clip
+from clips.examples import Batch, ExampleBuilder, collate
+from clips.members import TeacherReplies, TeacherReply, Variant
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.config import Recipe
 
@@ -25,16 +27,16 @@ def tiny_cfg(tasks: dict | None = None, **sections):
     return OmegaConf.merge(cfg, base, sections)
 
 
-def make_clip(i: int, frames: int, emotion: str = "sad") -> dict:
+def make_clip(i: int, frames: int, emotion: str = "sad", heard: str | None = None) -> Clip:
+    """A decoded clip with labels, both teacher variants' replies and (``heard``) Whisper's words."""
     g = torch.Generator().manual_seed(i)
-    return {
-        "key": f"clip{i}", "features": torch.randn(frames, 80, generator=g), "duration": frames / 100,
-        "meta": {"transcript": f"words number {i}", "emotion": emotion, "style": ["fast"]},
-        "teacher": {"response": {"conditioned": {"reply": f"reply {i} sad"}, "plain": {"reply": f"reply {i}"}}},
-    }
+    teacher = TeacherReplies({"response": {Variant.CONDITIONED: TeacherReply(f"reply {i} sad"),
+                                           Variant.PLAIN: TeacherReply(f"reply {i}")}})
+    return Clip(f"clip{i}", {"transcript": f"words number {i}", "emotion": emotion, "style": ["fast"]}, frames / 100,
+                teacher, heard=heard, features=torch.randn(frames, 80, generator=g))
 
 
-def batch_for(model: SpeechLLM, clips: list[dict], all_tasks: bool = True, seed: int = 0) -> dict:
+def batch_for(model: SpeechLLM, clips: list[Clip], all_tasks: bool = True, seed: int = 0) -> Batch:
     builder = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=all_tasks)
     rng = random.Random(seed)
     return collate([e for c in clips for e in builder(c, rng)])

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datamodules.examples import ExampleBuilder
-from datamodules.tasks import build_tasks, emotion_sentence, sample_tasks
+from clips.examples import ExampleBuilder
+from clips.tasks import build_tasks, emotion_sentence, sample_tasks
 from lightning_modules.frozen_llm import IGNORE_INDEX
 from lightning_modules.losses import kl_full, kl_topk
 from lightning_modules.objectives import build_objectives
@@ -21,44 +21,44 @@ from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
 def test_each_task_builds_its_prompt_and_target(model):
     clip = make_clip(3, 150, "angry")
-    examples = {e["task"]: e for e in ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)(
+    examples = {e.task: e for e in ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)(
         clip, random.Random(0))}
     assert set(examples) == {"emotion", "asr", "response"}
-    assert examples["response"]["target_text"] == "reply 3 sad"  # the conditioned teacher reply
-    assert examples["asr"]["target_text"] == "words number 3"
-    assert examples["emotion"]["target_text"] == emotion_sentence("angry")
+    assert examples["response"].target_text == "reply 3 sad"  # the conditioned teacher reply
+    assert examples["asr"].target_text == "words number 3"
+    assert examples["emotion"].target_text == emotion_sentence("angry")
     prompter = model.llm.prompter
     for task, e in examples.items():
-        assert e["target"] == prompter.reply_ids(e["target_text"], model.tasks[task].max_target_tokens)
-        assert e["target"][-1] == prompter.eos_id  # the model must learn to stop
-        parts = prompter.prompt_parts(e["template"])
-        assert (e["prefix"], e["suffix"]) == (parts.prefix, parts.suffix)
-        assert e["template"] in model.tasks[task].instructions
+        assert e.target == prompter.reply_ids(e.target_text, model.tasks[task].max_target_tokens)
+        assert e.target[-1] == prompter.eos_id  # the model must learn to stop
+        parts = prompter.prompt_parts(e.template)
+        assert (e.prefix, e.suffix) == (parts.prefix, parts.suffix)
+        assert e.template in model.tasks[task].instructions
 
 
 def test_batch_masks_everything_but_reply_tokens(model):
     batch = batch_for(model, [make_clip(0, 120), make_clip(1, 260, "happy")])
-    speech, lens = model.speech_embeddings(batch["features"], batch["feature_lens"])
+    speech, lens = model.speech_embeddings(batch.features, batch.feature_lens)
     inputs = model._spliced(batch, speech, lens, with_target=True)
     labels = inputs["labels"]
-    for row, target in enumerate(batch["target"]):
+    for row, target in enumerate(batch.target):
         supervised = labels[row][labels[row] != IGNORE_INDEX].tolist()
         assert supervised == target, "only the reply tokens (and their end-of-turn) are supervised"
-        n = len(batch["prefix"][row]) + int(lens[row]) + len(batch["suffix"][row]) + len(target)
+        n = len(batch.prefix[row]) + int(lens[row]) + len(batch.suffix[row]) + len(target)
         assert int(inputs["attention_mask"][row].sum()) == n
 
 
 def test_task_without_target_is_not_sampled(model):
     clip = make_clip(0, 100)
-    clip["teacher"] = None  # no teacher reply: the response task cannot serve this clip
-    names = [e["task"] for e in ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)(clip, random.Random(0))]
+    clip.teacher = None  # no teacher reply: the response task cannot serve this clip
+    names = [e.task for e in ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)(clip, random.Random(0))]
     assert sorted(names) == ["asr", "emotion"]
     # replies only (the showcase): the response task is asked all the same, with nothing to supervise
     builder = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True, need_target=False)
-    examples = {e["task"]: e for e in builder(clip, random.Random(0))}
+    examples = {e.task: e for e in builder(clip, random.Random(0))}
     assert sorted(examples) == ["asr", "emotion", "response"]
-    assert examples["response"]["target"] == [] and examples["response"]["target_text"] is None
-    assert examples["asr"]["target_text"] == "words number 0"
+    assert examples["response"].target == [] and examples["response"].target_text is None
+    assert examples["asr"].target_text == "words number 0"
 
 
 def test_shares_drive_sampling():
@@ -98,7 +98,7 @@ def test_disabled_task_is_neither_sampled_nor_logged(tmp_path):
     model = SpeechLLM(tiny_cfg({"emotion": {}, "asr": {"enabled": False}, "response": {}}))
     assert set(model.tasks) == {"emotion", "response"}
     batch = batch_for(model, [make_clip(0, 120), make_clip(1, 200)])
-    assert "asr" not in batch["task"]
+    assert "asr" not in batch.task
     logged: dict[str, float] = {}
     model.log = lambda name, value, **kw: logged.__setitem__(name, value)
     model.log_dict = lambda values, **kw: logged.update(values)
@@ -171,7 +171,7 @@ def test_online_kl_task_trains_against_the_frozen_llm_on_words():
     torch.manual_seed(0)
     model = SpeechLLM(tiny_cfg({"response": {"loss": "ce+kl", "kl_source": "online"}}))
     batch = batch_for(model, [make_clip(0, 120), make_clip(1, 200)])
-    assert all(isinstance(p, list) and p for p in batch["teacher_prompt"])
+    assert all(isinstance(p, list) and p for p in batch.teacher_prompt)
     total, logs, _, _ = model.losses(batch)
     assert torch.isfinite(total) and logs["response/kl"] > 0
     total.backward()
@@ -183,9 +183,9 @@ def test_online_kl_in_a_batch_that_opens_with_another_task():
     teacher prompts (it did: the training run stopped at its first mixed batch)."""
     model = SpeechLLM(tiny_cfg({"emotion": {}, "response": {"loss": "ce+kl", "kl_source": "online"}}))
     batch = batch_for(model, [make_clip(0, 120), make_clip(1, 200)])
-    assert batch["task"][0] == "emotion" and "response" in batch["task"]
-    responses = [p for p, t in zip(batch["teacher_prompt"], batch["task"]) if t == "response"]
-    assert batch["teacher_prompt"][0] is None and responses and all(responses)
+    assert batch.task[0] == "emotion" and "response" in batch.task
+    responses = [p for p, t in zip(batch.teacher_prompt, batch.task) if t == "response"]
+    assert batch.teacher_prompt[0] is None and responses and all(responses)
     total, logs, _, _ = model.losses(batch)
     assert torch.isfinite(total) and logs["response/kl"] > 0
 
@@ -195,7 +195,7 @@ def test_startup_check_catches_a_template_that_splits_tokens():
     """With SmolLM2's BPE, words glued to the speech slot merge into other tokens: the check must refuse."""
     from transformers import AutoTokenizer
 
-    from datamodules.prompts import ChatPrompter
+    from clips.prompts import ChatPrompter
     from lightning_modules.llm_loading import cached_smollm2
 
     prompter = ChatPrompter(AutoTokenizer.from_pretrained(cached_smollm2()), "You are a helpful assistant.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.shard_writer import write_shards
+from clips.shard_writer import write_shards
 from paralign.benchmarks.side_by_side import format_table
 from paralign.cli import main
 from paralign.recipe_loading import load_recipe

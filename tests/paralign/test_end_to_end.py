@@ -104,7 +104,7 @@ def test_infer_answers_in_batches_and_prints_each_batch_when_done(tiny_run, tmp_
     generate, calls = SpeechLLM.generate, []
 
     def spy(self, batch, **options):  # what was printed when each batch started
-        calls.append((batch["features"].shape[0], capsys.readouterr().out.count("clip")))
+        calls.append((batch.features.shape[0], capsys.readouterr().out.count("clip")))
         return generate(self, batch, **options)
     monkeypatch.setattr(SpeechLLM, "generate", spy)
     assert main(["infer", "--ckpt", str(run_dir / "checkpoints" / "last.ckpt"), "--audio", *clips,
@@ -139,9 +139,9 @@ def _emodb_layout(root, letters=("W", "F", "T", "N", "L")):
 @pytest.mark.slow
 def test_cross_corpus_eval_scores_each_corpus_on_the_shared_emotions_only(tiny_run, tmp_path, capsys):
     root, run_dir, args = tiny_run
-    from paralign.recipe_loading import load_recipe
-    from paralign.model_folder import load_trained
     from paralign.evaluation.cross_corpus import evaluate_cross_corpus
+    from paralign.model_folder import load_trained
+    from paralign.recipe_loading import load_recipe
 
     ravdess, emodb = tmp_path / "ravdess", tmp_path / "EmoDB"
     # neutral / happy / sad / angry are in the tiny corpus; calm (02) and disgust (07) are not
@@ -207,8 +207,8 @@ def test_infer_reads_whispers_words_of_each_file_when_the_model_reads_words(tmp_
     seen = {}
 
     def generate(batch, **_):
-        seen["prefixes"] = [model.llm.prompter.tokenizer.decode(p) for p in batch["prefix"]]
-        return ["ok"] * len(batch["prefix"])
+        seen["prefixes"] = [model.llm.prompter.tokenizer.decode(p) for p in batch.prefix]
+        return ["ok"] * len(batch.prefix)
 
     monkeypatch.setattr(model, "generate", generate)
     heard = []
@@ -239,5 +239,5 @@ def test_inference_trims_silence_as_the_model_was_trained(tmp_path):
     for db in (None, 40.0):
         cfg = tiny_cfg({"emotion": {}}, data={"sample_rate": 16000, "trim_silence_db": db})
         example = Answerer(SpeechLLM(cfg).eval(), cfg)._example(wave, Question("{speech}"), None)
-        frames[db] = example["features"].shape[0]
+        frames[db] = example.features.shape[0]
     assert abs(frames[None] - frames[40.0] - 180) <= 3  # 2 x (1 s - 0.1 s margin) at 100 frames a second

@@ -21,27 +21,27 @@ def test_the_response_examples_are_asked_the_emotion_question_about_their_own_sp
 
     def answer(sub, **options):
         asked.append(sub)
-        return ["The speaker sounds angry.", "I think they are not sad but happy."][:len(sub["prefix"])]
+        return ["The speaker sounds angry.", "I think they are not sad but happy."][:len(sub.prefix)]
 
     monkeypatch.setattr(model, "generate", answer)
     perceived = perceived_emotions(model, batch)
-    responses = [i for i, t in enumerate(batch["task"]) if t == "response"]
+    responses = [i for i, t in enumerate(batch.task) if t == "response"]
     assert [perceived[i] for i in responses] == ["angry", "happy"]
-    assert all(perceived[i] is None for i, t in enumerate(batch["task"]) if t != "response")
+    assert all(perceived[i] is None for i, t in enumerate(batch.task) if t != "response")
     (sub,) = asked
-    question = model.llm.prompter.tokenizer.decode(sub["prefix"][0] + sub["suffix"][0])
+    question = model.llm.prompter.tokenizer.decode(sub.prefix[0] + sub.suffix[0])
     assert model.tasks["emotion"].instructions[0].replace("{speech}", "") in question
-    assert sub["feature_lens"].tolist() == [int(batch["feature_lens"][i]) for i in responses]
+    assert sub.feature_lens.tolist() == [int(batch.feature_lens[i]) for i in responses]
     # the same speech frames as the examples asked about
     first = responses[0]
-    assert torch.equal(sub["features"][0, :80], batch["features"][first, :80])
+    assert torch.equal(sub.features[0, :80], batch.features[first, :80])
 
 
 def test_nothing_is_asked_without_perceive(monkeypatch):
     model = _model(perceive=False)
     batch = batch_for(model, [make_clip(0, 80)])
     monkeypatch.setattr(model, "generate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("asked")))
-    assert perceived_emotions(model, batch) == [None] * len(batch["task"])
+    assert perceived_emotions(model, batch) == [None] * len(batch.task)
 
 
 def test_the_reply_is_generated_under_the_named_emotions_cue(monkeypatch):
@@ -50,12 +50,12 @@ def test_the_reply_is_generated_under_the_named_emotions_cue(monkeypatch):
     seen = []
     monkeypatch.setattr(model.llm, "generate", lambda embeds, mask, **k: seen.append(mask.sum(1).tolist()) or
                         ["r"] * len(mask))
-    trained = batch["suffix"]  # the training prompt: the clip's true emotion (sad) after the speech
+    trained = batch.suffix  # the training prompt: the clip's true emotion (sad) after the speech
     model.generate(batch)
-    model.generate(batch, cues=["happy" if t == "response" else None for t in batch["task"]])
-    assert batch["suffix"] == trained  # the caller's batch is left as it was
+    model.generate(batch, cues=["happy" if t == "response" else None for t in batch.task])
+    assert batch.suffix == trained  # the caller's batch is left as it was
     cue = len(model.llm.prompter.encode(" (I feel happy.)"))
     bare, cued = seen
-    responses = [t == "response" for t in batch["task"]]
+    responses = [t == "response" for t in batch.task]
     # a whole cue apart: with no emotion named the reply gets no cue at all, never the true one from training
     assert [c - b for c, b, r in zip(cued, bare, responses)] == [cue if r else 0 for r in responses]

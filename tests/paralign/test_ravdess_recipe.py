@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.shard_writer import iter_shard_metadata, shard_files
+from clips.shard_writer import iter_shard_metadata, shard_files
 from paralign.cli import main
 from tests.paralign.test_recipes import TINY
 

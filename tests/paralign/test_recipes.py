@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from paralign.cli import main
-from paralign.recipe_loading import load_recipe
 from paralign.dry_run import count, meta_modules
+from paralign.recipe_loading import load_recipe
 
 # Every file in recipes/, the shared base _base_demo.yaml included (it loads and builds alone)
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
@@ -111,7 +111,6 @@ def test_cascade_words_go_where_the_speech_goes():
     from prep.teacher import generate_batch
 
     prompter = model.llm.prompter
-    ids = [prompter.text_prompt_ids(t, prompter.framing.teacher_text(m, True))
-           for t, m in zip(batch["template"], batch["meta"])]
+    ids = [prompter.teacher_ids(t, m, "conditioned") for t, m in zip(batch.template, batch.meta)]
     expected = [prompter.tokenizer.decode(r, skip_special_tokens=True) for r in generate_batch(model.llm, ids, 6)]
     assert [r.strip() for r in replies] == [e.strip() for e in expected]

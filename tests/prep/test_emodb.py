@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.schema import metadata_problems
-from datamodules.vocab import EMOTIONS
+from clips.schema import metadata_problems
+from clips.vocab import EMOTIONS
 from paralign.cli import main
 from prep.importers import CorpusLayoutError, emodb, import_corpus
 

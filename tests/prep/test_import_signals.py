@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.shard_writer import shard_files
+from clips.shard_writer import shard_files
 from paralign.cli import main
 from tests.datamodules.conftest import make_records
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.schema import metadata_problems
-from datamodules.vocab import EMOTIONS, STYLES
+from clips.schema import metadata_problems
+from clips.vocab import EMOTIONS, STYLES
 from paralign.commands import import_corpus as import_command
 from prep.importers import (
     IMPORTERS,

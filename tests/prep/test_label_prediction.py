@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from datamodules.metadata import MetadataSpec, metadata_text
-from datamodules.shard_writer import shard_files
-from datamodules.tar_samples import iter_tar_samples
-from datamodules.vocab import EMOTIONS, STYLES
+from clips.metadata import MetadataSpec, metadata_text
+from clips.shard_writer import shard_files
+from clips.tar_samples import iter_tar_samples
+from clips.vocab import EMOTIONS, STYLES
 from lightning_modules.speech_llm import SpeechLLM
 from prep.label_prediction import LabelPredictor, emotion_centroids, predict_shard_labels
 from prep.tiny_corpus import build_tiny_corpus

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.shard_writer import shard_files
-from datamodules.tar_samples import iter_tar_samples
+from clips.shard_writer import shard_files
+from clips.tar_samples import iter_tar_samples
 from paralign.cli import main
 from prep.qa_bench import import_benchmark, read_benchmark
 

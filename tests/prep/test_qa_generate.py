@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from omegaconf import OmegaConf
 
-from datamodules.shard_writer import shard_files
-from datamodules.tar_samples import iter_tar_samples
+from clips.shard_writer import shard_files
+from clips.tar_samples import iter_tar_samples
 from paralign.cli import main
 from paralign.config import QAGenerationConfig
 from prep import qa_generate
@@ -262,6 +262,6 @@ def test_line_template_with_the_local_generator_and_a_changed_recipe(tiny_shards
     assert not is_current(line, out)
     generate_qa(line, tiny_shards, out, generator=FakeGenerator())
     assert is_current(line, out) and not is_current(settings(prompt_version="v2", reply_prefix="Q:", pairs=1,
-                                                              max_new_tokens=6, splits=["test"]), out)
+                                                             max_new_tokens=6, splits=["test"]), out)
     with pytest.raises(ValueError, match="reply_prefix starts a local model's reply"):
         qa_generate.build_generator(settings(base_url="http://localhost:1/v1", reply_prefix="Question:"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.shard_writer import iter_shard_metadata, shard_files
+from clips.shard_writer import iter_shard_metadata, shard_files
 from paralign.cli import main
 from prep.importers.speaker_split import SpeakerSplit
 

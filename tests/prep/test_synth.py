@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.schema import metadata_problems
+from clips.schema import metadata_problems
 from prep import synth
 from prep.sentences import load_sentences, parse_bank
 

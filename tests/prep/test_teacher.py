@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import prep.teacher as teacher_mod
-from datamodules.shard_writer import shard_files, write_shards
-from datamodules.tar_samples import iter_tar_samples
-from datamodules.vocab import EMOTION_ADJECTIVE
+from clips.shard_writer import shard_files, write_shards
+from clips.tar_samples import iter_tar_samples
+from clips.vocab import EMOTION_ADJECTIVE
 from lightning_modules.speech_llm import load_frozen_llm
 from paralign.benchmarks.teacher import bench_prompts, teacher_throughput
 from paralign.commands import teacher as teacher_cmd

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.shard_writer import shard_files
-from datamodules.tar_samples import iter_tar_samples
+from clips.shard_writer import shard_files
+from clips.tar_samples import iter_tar_samples
 from prep.transcribe import CACHE_NAME, transcribe_shards
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from datamodules.vocab import STYLES, label_class
+from clips.vocab import STYLES, label_class
 from scoring.answers import label_truth, score_answers
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from datamodules.vocab import EMOTIONS, STYLES
+from clips.vocab import EMOTIONS, STYLES
 from scoring.embedder import Embedder
 from scoring.label_matching import SYNONYMS, keyword_hits, label_description, match_label, match_labels
 

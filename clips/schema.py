@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from datamodules.vocab import EMOTIONS, GENDERS, STYLES
+from clips.vocab import EMOTIONS, GENDERS, STYLES
 
 # field -> (allowed python types, may be None)
 # The members of a shard sample that may hold its audio, in the order they are looked for.

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from datamodules.metadata import MetadataSpec, MissingMetadata, metadata_text, with_metadata
-from datamodules.tasks import build_tasks
+from clips.metadata import MetadataSpec, MissingMetadata, metadata_text, with_metadata
+from clips.tasks import build_tasks
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.recipe_loading import RecipeError, load_recipe
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
@@ -48,13 +48,13 @@ def test_placement_in_templates():
 def test_example_prompts_carry_metadata_only_for_enabled_tasks():
     model = SpeechLLM(tiny_cfg({"emotion": {"metadata": {"enabled": True}}, "asr": {}}))
     clip = make_clip(0, 120)
-    clip["meta"].update(valence=1.8, arousal=2.1, dominance=2.4)
+    clip.meta.update(valence=1.8, arousal=2.1, dominance=2.4)
     batch = batch_for(model, [clip])
-    prompts = dict(zip(batch["task"], batch["template"]))
+    prompts = dict(zip(batch.task, batch.template))
     assert "[emotion: sad; valence 1.8, arousal 2.1, dominance 2.4]" in prompts["emotion"]
     assert "emotion:" not in prompts["asr"]
-    i = batch["task"].index("emotion")
-    suffix = model.llm.prompter.tokenizer.decode(batch["suffix"][i])
+    i = batch.task.index("emotion")
+    suffix = model.llm.prompter.tokenizer.decode(batch.suffix[i])
     assert suffix.startswith("\n[emotion: sad; valence 1.8")  # right after the speech span, tokenised for real
     loss, _, _, _ = model.losses(batch)
     assert loss.isfinite()
@@ -75,7 +75,7 @@ def test_missing_predictions_fail_loudly_in_the_example_builder():
     with pytest.raises(MissingMetadata):
         batch_for(model, [make_clip(1, 100)])
     clip = make_clip(2, 100)
-    clip["meta"]["extra"] = {"predicted": {"emotion": "happy"}}
-    from datamodules.examples import ExampleBuilder
+    clip.meta["extra"] = {"predicted": {"emotion": "happy"}}
+    from clips.examples import ExampleBuilder
     (example,) = ExampleBuilder(model.tasks, model.llm.prompter, all_tasks=True)(clip, random.Random(0))
-    assert "[emotion: happy]" in example["template"]
+    assert "[emotion: happy]" in example.template

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from datamodules.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE, marked_styles
+from clips.clip import Clip
+from clips.members import Variant
+from clips.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE, marked_styles
 
 SPEECH_PLACEHOLDER = "<|speech|>"
 SPEECH_SLOT = "{speech}"
@@ -39,14 +41,14 @@ class Framing:
         return cls(prompt.version, prompt.words, prompt.cue, prompt.emotion_cue, prompt.style_cue, prompt.content,
                    prompt.transcripts, prompt.get("perceive", False))
 
-    def heard_words(self, clip: dict) -> str:
+    def heard_words(self, clip: Clip) -> str:
         """The words a listener got from a clip: Whisper's transcript cached in the shard, or the corpus's."""
         if self.transcripts == "corpus":
-            words = clip["meta"].get("transcript")
+            words = clip.meta.get("transcript")
         else:
-            words = (clip.get("asr") or {}).get("text")
+            words = clip.heard
             if words is None:
-                raise ValueError(f"clip {clip['key']} has no Whisper transcript (<key>.asr.json): `paralign data` "
+                raise ValueError(f"clip {clip.key} has no Whisper transcript (<key>.asr.json): `paralign data` "
                                  "makes them for prompt.content=transcript, or set prompt.transcripts=corpus")
         return words or ""
 
@@ -70,10 +72,11 @@ class Framing:
         feeling = self.feeling(emotion, styles)
         return f"{self.said(words)} {self.cue.replace('{cue}', feeling)}" if feeling else self.said(words)
 
-    def teacher_text(self, meta: dict, conditioned: bool, words: str | None = None) -> str:
-        """The teacher's text for a clip: its corpus transcript (or ``words``), and its labels if ``conditioned``."""
+    def teacher_text(self, meta: dict, variant: Variant | str, words: str | None = None) -> str:
+        """What the teacher reads in the speech slot: the clip's corpus transcript (or ``words``), with the cue of
+        its emotion (and style) for the conditioned variant."""
         words = meta["transcript"] if words is None else words
-        if not conditioned:
+        if Variant(variant) is Variant.PLAIN:
             return self.said(words)
         return self.text(words, meta.get("emotion"), meta.get("style"))
 
@@ -152,9 +155,41 @@ class ChatPrompter:
         return parts
 
     def text_prompt_ids(self, user_template: str, speech_text: str) -> list[int]:
-        """A teacher prompt: the speech span replaced by words, the same template tokens around it."""
+        """A text reader's prompt: the speech span replaced by words, the same template tokens around it."""
         parts = self.prompt_parts(user_template)
         return parts.prefix + self.encode(speech_text) + parts.suffix
+
+    # ---- the prompts of each reader of a clip, built here only --------------------------------------------------
+    def student_template(self, template: str, words: str | None) -> str:
+        """A task's user turn as the student gets it (``Framing.student_template``): what ``Example.template``
+        holds and generation rebuilds a cue from."""
+        return self.framing.student_template(template, words)
+
+    def cued_parts(self, student_template: str, cue: str | None = None) -> PromptParts:
+        """The student's prompt around the speech slot, with ``cue``'s feeling right after the speech (perceive:
+        the true emotion in training, the one the model named at generation; None: no cue)."""
+        return self.prompt_parts(self.framing.with_cue(student_template, cue))
+
+    def student_parts(self, template: str, words: str | None = None, cue: str | None = None) -> PromptParts:
+        """The student's prompt for a task template: the words before the speech slot (``content: transcript``),
+        the cue after it (``cue``)."""
+        return self.cued_parts(self.student_template(template, words), cue)
+
+    def teacher_ids(self, template: str, meta: dict, variant: Variant | str, words: str | None = None) -> list[int]:
+        """The teacher's prompt for a clip (``Framing.teacher_text`` in the slot), token for token the student's
+        around it."""
+        return self.text_prompt_ids(template, self.framing.teacher_text(meta, variant, words))
+
+    def reader_ids(self, template: str, words: str, emotion: str | None = None) -> list[int]:
+        """A text-only reader of the words under an emotion's cue (None: the words alone): the reply-level
+        controls, scored like the teacher they stand for."""
+        return self.text_prompt_ids(template, self.framing.text(words, emotion))
+
+    def cascade_ids(self, student_template: str, words: str, emotion: str | None = None,
+                    styles: list[str] | None = None) -> list[int]:
+        """A cascade's prompt: the student's, with text where the speech goes (``Framing.cascade_text``: the words
+        and, given an emotion, its cue; only the cue where the words precede the slot already)."""
+        return self.text_prompt_ids(student_template, self.framing.cascade_text(words, emotion, styles))
 
     def reply_ids(self, reply: str, max_tokens: int | None = None) -> list[int]:
         """Target tokens: the reply (cut to ``max_tokens``) and the end-of-turn token the model must stop with."""

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.schema import empty_metadata
-from datamodules.shard_writer import rewrite_shards, shard_files, write_shards
+from clips.schema import empty_metadata
+from clips.shard_writer import rewrite_shards, shard_files, write_shards
 from datamodules.stream import expand_sources
 from paralign.commands import shards
 

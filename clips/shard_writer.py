@@ -24,10 +24,10 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from datamodules.audio import audio_problem, load_audio
-from datamodules.manifest import MALFORMED
-from datamodules.schema import METADATA_FIELDS, metadata_problems
-from datamodules.tar_samples import ShardTarWriter, iter_tar_samples, safe_key
+from clips.audio import audio_problem, load_audio
+from clips.manifest import MALFORMED
+from clips.schema import METADATA_FIELDS, metadata_problems
+from clips.tar_samples import ShardTarWriter, iter_tar_samples, safe_key
 
 SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{6})\.tar$")
 AUDIO_FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "FLOAT")}

@@ -10,9 +10,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from datamodules.metadata import SLOT as METADATA_SLOT
-from datamodules.metadata import MetadataSpec
-from datamodules.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE, marked_styles
+from clips.members import QAPair, TeacherReplies, Variant
+from clips.metadata import SLOT as METADATA_SLOT
+from clips.metadata import MetadataSpec
+from clips.vocab import EMOTION_ADJECTIVE, STYLE_PHRASE, marked_styles
 
 TASK_NAMES = ("response", "emotion", "style", "asr", "qa")
 
@@ -50,7 +51,7 @@ class Task:
     instructions: list[str]
     target: str
     share: float = 1.0
-    teacher_variant: str = "conditioned"
+    teacher_variant: Variant = Variant.CONDITIONED
     # where a KL term's teacher distribution comes from, which decides what an example carries: "cached" top-k
     # log-probs from the shards, or the "online" teacher prompt's token ids; None: the loss has no KL term
     kl_source: str | None = None
@@ -58,24 +59,24 @@ class Task:
     metadata: MetadataSpec | None = None  # method 2 (explicit): metadata shown next to the speech
     label_kind: str | None = field(default=None)  # which label the task asks about (for answer accuracy)
 
-    def target_text(self, meta: dict, teacher: dict | None, qa: dict | None = None) -> str | None:
+    def target_text(self, meta: dict, teacher: TeacherReplies | None, qa: QAPair | None = None) -> str | None:
         """The reply this task trains towards for a clip, or None when the clip cannot serve this task."""
         if self.target == "teacher":
-            entry = ((teacher or {}).get(self.name) or {}).get(self.teacher_variant)
-            return entry["reply"] if entry and entry.get("reply") else None
+            entry = teacher.get(self.name, self.teacher_variant) if teacher is not None else None
+            return entry.reply if entry is not None and entry.reply else None
         if self.target == "transcript":
             return meta.get("transcript") or None
         if self.target == "qa":
-            return qa["answer"] if qa else None
+            return qa.answer if qa else None
         if self.name == "emotion":
             return emotion_sentence(meta["emotion"]) if meta.get("emotion") else None
         if self.name == "style":
             return style_sentence(marked_styles(meta.get("style")))
         raise ValueError(f"task {self.name!r} has no label target")
 
-    def teacher_topk(self, teacher: dict | None) -> dict | None:
-        entry = ((teacher or {}).get(self.name) or {}).get(self.teacher_variant) or {}
-        return entry.get("topk")
+    def teacher_topk(self, teacher: TeacherReplies | None) -> dict | None:
+        entry = teacher.get(self.name, self.teacher_variant) if teacher is not None else None
+        return entry.topk if entry is not None else None
 
 
 def build_tasks(cfg_tasks) -> dict[str, Task]:
@@ -94,7 +95,7 @@ def build_tasks(cfg_tasks) -> dict[str, Task]:
                              "is false")
         tasks[name] = Task(
             name=name, instructions=instructions, target=target, share=tc.share,
-            teacher_variant=tc.teacher_variant, kl_source=tc.kl_source if "kl" in tc.loss else None,
+            teacher_variant=Variant(tc.teacher_variant), kl_source=tc.kl_source if "kl" in tc.loss else None,
             max_target_tokens=tc.max_target_tokens,
             metadata=MetadataSpec(md.source, tuple(md.fields), md.segments) if md.enabled else None,
             label_kind=name if name in ("emotion", "style") else None,

@@ -1,6 +1,6 @@
 """Read a generic JSONL or CSV manifest (audio path + labels) into records for the shard writer.
 
-A record is the schema metadata (datamodules.schema) plus ``audio_path`` (absolute). Columns that are not schema
+A record is the schema metadata (clips.schema) plus ``audio_path`` (absolute). Columns that are not schema
 fields are kept under ``extra`` rather than dropped; missing schema fields are ``None`` (never guessed), except
 ``id`` (the audio file's stem) and ``dataset`` (the ``dataset`` argument, else the manifest's stem).
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datamodules.schema import METADATA_FIELDS, OPTIONAL_KEYS, empty_metadata
+from clips.schema import METADATA_FIELDS, OPTIONAL_KEYS, empty_metadata
 
 AUDIO_COLUMNS = ("audio_path", "audio", "path")
 FLOAT_FIELDS = ("duration", "valence", "arousal", "dominance")

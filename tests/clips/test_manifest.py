@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.manifest import MALFORMED, read_manifest
-from datamodules.schema import metadata_problems
-from datamodules.shard_writer import write_shards
+from clips.manifest import MALFORMED, read_manifest
+from clips.schema import metadata_problems
+from clips.shard_writer import write_shards
 
 
 def test_jsonl_manifest_resolves_paths_and_keeps_extra(tmp_path):

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from datamodules.vocab import marked_styles
+from clips.vocab import marked_styles
 
 DIMENSIONS = ("valence", "arousal", "dominance")
 PROMPT_FIELDS = ("emotion", *DIMENSIONS, "style", "gender")  # what ``metadata.fields`` may list

@@ -1,9 +1,9 @@
-"""One class per clip for the classifier heads and the linear probe (datamodules/vocab.py: label_class)."""
+"""One class per clip for the classifier heads and the linear probe (clips/vocab.py: label_class)."""
 from __future__ import annotations
 
 import torch
 
-from datamodules.vocab import EMOTIONS, STYLES, label_class
+from clips.vocab import EMOTIONS, STYLES, label_class
 from lightning_modules.speech_llm import SpeechLLM
 from scoring.probe import probe_accuracy
 

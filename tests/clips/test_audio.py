@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from datamodules.audio import audio_problem, load_audio, trim_silence
+from clips.audio import audio_problem, load_audio, trim_silence
 from datamodules.features import LogMel
 
 
@@ -48,7 +48,7 @@ def test_logmel_shape_and_rate():
 
 @pytest.mark.parametrize("sr", [24414, 44100, 48000, 8000, 22050])
 def test_resampling_from_any_rate_matches_the_band_limited_signal(sr):
-    from datamodules.audio import resample
+    from clips.audio import resample
 
     seconds, freqs = 1.0, (440.0, 3000.0)
     t = np.arange(int(seconds * sr)) / sr
@@ -80,8 +80,8 @@ def test_trim_silence_keeps_the_speech_and_a_margin():
 def test_the_datamodule_trims_every_clip_the_same_in_every_stage(tmp_path):
     """data.trim_silence_db: a clip padded with a second of near-silence at each end reaches the model as its
     speech and a margin, in training and evaluation alike; without it, whole."""
+    from clips.shard_writer import write_shards
     from datamodules.datamodule import ShardDataModule
-    from datamodules.shard_writer import write_shards
     from tests.datamodules.conftest import make_records
 
     records = make_records(tmp_path / "audio", 4)
