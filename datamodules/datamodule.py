@@ -59,10 +59,11 @@ class ShardDataModule(pl.LightningDataModule):
     @classmethod
     def from_recipe(cls, cfg: DictConfig, tasks: dict[str, Task], prompter: ChatPrompter, *,
                     eval_tasks: dict[str, Task] | None = None, need_target: bool = True,
-                    **sources: Any) -> "ShardDataModule":
+                    even_eval_batches: bool = False, **sources: Any) -> "ShardDataModule":
         """The DataModule of a recipe's ``data:`` section, building its own examples from the tasks and the LLM's
         chat prompter, as NeMo's SALM dataset does: training samples tasks by share, evaluation makes one example
-        per (clip, task) of ``eval_tasks`` (default: ``tasks``). ``sources``: ``train`` / ``val`` / ``test`` (and
+        per (clip, task) of ``eval_tasks`` (default: ``tasks``). ``even_eval_batches``: as the constructor takes it
+        (the trainer's strategy decides, not the data recipe). ``sources``: ``train`` / ``val`` / ``test`` (and
         ``*_split``) as the constructor takes them."""
         d = cfg.data
         return cls(
@@ -73,8 +74,7 @@ class ShardDataModule(pl.LightningDataModule):
             example_builder=ExampleBuilder(tasks, prompter, d.examples_per_clip),
             eval_example_builder=ExampleBuilder(eval_tasks if eval_tasks is not None else tasks, prompter,
                                                 all_tasks=True, need_target=need_target),
-            # Sharded, every rank must run each validation forward pass (all-gathers pair up across ranks).
-            even_eval_batches=cfg.trainer.strategy == "fsdp",
+            even_eval_batches=even_eval_batches,
         )
 
     def _datasets(self, stage: str) -> list[tuple[list[str], float]]:

@@ -30,8 +30,10 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 
 def build_datamodule(cfg: DictConfig, model: SpeechLLM) -> ShardDataModule:
     sources = shard_sources(cfg)
-    return ShardDataModule.from_recipe(cfg, model.tasks, model.llm.prompter, train=sources["train"],
-                                       val=sources["val"], test=sources["test"])
+    # Sharded, every rank must run each validation forward pass (all-gathers pair up across ranks).
+    sharded = cfg.trainer.strategy == "fsdp"
+    return ShardDataModule.from_recipe(cfg, model.tasks, model.llm.prompter, even_eval_batches=sharded,
+                                       train=sources["train"], val=sources["val"], test=sources["test"])
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:

@@ -64,3 +64,18 @@ def test_unknown_callback_or_argument_is_an_error_naming_it():
         load_recipe(TINY, ["callbacks.last_checkpoint.dirpath=/elsewhere"])  # the run folder is paralign's
     with pytest.raises(RecipeError, match=r"callbacks\.linear_probe must be a mapping"):
         load_recipe(TINY, ["callbacks.linear_probe=3"])
+
+
+@pytest.mark.parametrize("strategy, even", [("fsdp", True), ("auto", False)])
+def test_sharded_training_makes_every_rank_run_the_same_validation_batches(tmp_path, strategy, even):
+    """Under FSDP the ranks' all-gathers pair up, so validation must stop at the shortest rank's batch count: the
+    training run tells the DataModule so from its strategy (the DataModule reads no trainer settings)."""
+    from lightning_modules.speech_llm import SpeechLLM
+    from paralign.train import build_datamodule
+    from prep.tiny_corpus import build_tiny_corpus
+    from tests.lightning_modules.conftest import tiny_cfg
+
+    build_tiny_corpus(tmp_path, clips=8)
+    cfg = tiny_cfg({"emotion": {}}, data={"dir": str(tmp_path)}, trainer={"strategy": strategy})
+    dm = build_datamodule(cfg, SpeechLLM(cfg))
+    assert dm.even_eval_batches is even and dm.val_dataloader().even_batches is even

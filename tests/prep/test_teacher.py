@@ -85,8 +85,8 @@ def samples(folder: Path) -> dict[str, dict]:
     return out
 
 
-def reply_alone(llm, template: str, meta: dict, conditioned: bool, max_new_tokens: int = 6) -> str:
-    ids = llm.prompter.text_prompt_ids(template, llm.prompter.framing.teacher_text(meta, conditioned))
+def reply_alone(llm, template: str, meta: dict, variant: str, max_new_tokens: int = 6) -> str:
+    ids = llm.prompter.teacher_ids(template, meta, variant)
     return _generate_alone(llm, tuple(ids), max_new_tokens)
 
 
@@ -116,7 +116,7 @@ def test_replies_land_in_every_sample_once_per_unique_prompt(llm, shards, counte
             assert s["meta"]["transcript"] in entry["prompt"] and entry["prompt"].startswith("<|im_start|>user")
             assert "topk" not in entry
             # the reply stored with this clip is the one its own prompt gets, alone
-            assert entry["reply"] == reply_alone(llm, "{speech}", s["meta"], variant == "conditioned")
+            assert entry["reply"] == reply_alone(llm, "{speech}", s["meta"], variant)
     manifest = json.loads((shards / "manifest.json").read_text())
     assert manifest["samples"] == 24
 
