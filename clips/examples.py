@@ -78,6 +78,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def select(self, rows: list[int]) -> "Batch":
+        """The batch of these rows only, in this order (features keep the batch's padded length)."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.features.device)
+        per_row = {name: [getattr(self, name)[i] for i in rows] for name in _PER_ROW}
+        lens = self.feature_lens[index.to(self.feature_lens.device)]
+        return Batch(features=self.features[index], feature_lens=lens, keys=[self.keys[i] for i in rows], **per_row,
+                     num_frames=int(lens.sum()), audio_seconds=float(sum(per_row["duration"])))
+
 
 _PER_ROW = ("meta", "duration", "task", "template", "prefix", "suffix", "target", "target_text", "words",
             "transcript_ids", "question_type", "teacher_prompt", "topk")

@@ -35,11 +35,12 @@ class Framing:
     content: str = "speech"
     transcripts: str = "whisper"  # whose words the student reads: whisper (``<key>.asr.json``) | corpus
     perceive: bool = False  # the response task's prompt has the feeling's cue after the speech (recipe prompt.*)
+    reply_from: str = "speech"  # perceive's reply: from the speech tokens and the cue, or the cue as text alone
 
     @classmethod
     def from_recipe(cls, prompt) -> "Framing":
         return cls(prompt.version, prompt.words, prompt.cue, prompt.emotion_cue, prompt.style_cue, prompt.content,
-                   prompt.transcripts, prompt.get("perceive", False))
+                   prompt.transcripts, prompt.get("perceive", False), prompt.get("reply_from", "speech"))
 
     def heard_words(self, clip: Clip) -> str:
         """The words a listener got from a clip: Whisper's transcript cached in the shard, or the corpus's."""

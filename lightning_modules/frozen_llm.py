@@ -132,6 +132,12 @@ class FrozenLLM(nn.Module):
         out = self("generate", inputs_embeds, attention_mask, max_new_tokens, kwargs)
         return self.prompter.tokenizer.batch_decode(out, skip_special_tokens=True)
 
+    def generate_text(self, prompts: list[list[int]], **options) -> list[str]:
+        """Replies to prompts of token ids alone (no speech): the cascades, and perceive's text replies."""
+        ids, mask = pad_rows(prompts, self.pad_id, left=True)
+        device = self.model.device
+        return self.generate(self.embed(ids.to(device)), mask.to(device), **options)
+
     def _generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
                   kwargs: dict) -> torch.Tensor:
         # Sharded, every rank must run as many forward passes as the slowest (their all-gathers pair up):

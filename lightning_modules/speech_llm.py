@@ -226,10 +226,25 @@ class SpeechLLM(pl.LightningModule):
 
         ``cues``: per example, an emotion whose cue goes right after the speech (``prompt.perceive``; None: none).
         Under ``prompt.perceive`` a response example's prompt is rebuilt from its template either way: the one it
-        was trained with holds its true emotion's cue, which a reply must never see."""
+        was trained with holds its true emotion's cue, which a reply must never see. With
+        ``prompt.reply_from: perceived`` a row with a cue replies to its words and that cue as text (no speech)."""
         g = self.cfg.generation
         prompter = self.llm.prompter
-        cues = cues or [None] * len(batch.prefix)
+        options = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
+                       top_p=g.top_p)
+        options.update(overrides)
+        cues = cues or [None] * len(batch)
+        as_text = [i for i, cue in enumerate(cues) if cue] if prompter.framing.reply_from == "perceived" else []
+        replies: list[str] = [""] * len(batch)
+        if as_text:
+            prompts = [prompter.cascade_ids(batch.template[i], batch.words[i], cues[i]) for i in as_text]
+            for i, reply in zip(as_text, self.llm.generate_text(prompts, **options)):
+                replies[i] = reply
+        rows = [i for i in range(len(batch)) if i not in set(as_text)]
+        if not rows:
+            return replies
+        batch = batch.select(rows) if as_text else batch
+        cues = [cues[i] for i in rows]
         redo = sorted(set(self.perceive_rows(batch)) | {i for i, cue in enumerate(cues) if cue})
         if redo:
             batch = dataclasses.replace(batch, prefix=list(batch.prefix), suffix=list(batch.suffix))
@@ -238,10 +253,9 @@ class SpeechLLM(pl.LightningModule):
                 batch.prefix[i], batch.suffix[i] = parts.prefix, parts.suffix
         speech, speech_lens = self.speech_embeddings(batch.features, batch.feature_lens)
         inputs = self._spliced(batch, speech, speech_lens, with_target=False)
-        options = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
-                       top_p=g.top_p)
-        options.update(overrides)
-        return self.llm.generate(inputs["inputs_embeds"], inputs["attention_mask"], **options)
+        for i, reply in zip(rows, self.llm.generate(inputs["inputs_embeds"], inputs["attention_mask"], **options)):
+            replies[i] = reply
+        return replies
 
     def configure_optimizers(self):
         return build_optimizer(self.trainable_parameters(), self.cfg.optim, self.cfg.trainer.max_steps,

@@ -239,6 +239,10 @@ class PromptConfig:
     # task's question about the same speech tokens and put the emotion it names there (paralign/perceive.py).
     # false: the reply must take the feeling from the speech tokens alone.
     perceive: bool = False
+    # With perceive, what the reply is generated from: "speech" (the words, the speech tokens and the named cue) or
+    # "perceived" (the words and the named cue as text, as the teacher read them: the speech tokens tell the
+    # feeling, the frozen LLM replies to what it named). Generation only; training is the same.
+    reply_from: str = one_of("speech", "perceived")
 
 
 @dataclass

@@ -240,6 +240,10 @@ def _check(cfg: DictConfig, where: Where) -> DictConfig:
         if (value or key != "style_cue") and value.count("{" + field_name + "}") != 1:
             raise RecipeError(f"{where(f'prompt.{key}')}: prompt.{key}={value!r} needs exactly one "
                               f"{{{field_name}}}")
+    if cfg.prompt.reply_from == "perceived" and not (cfg.prompt.perceive and cfg.prompt.content == "transcript"):
+        raise RecipeError(f"{where('prompt.reply_from', 'prompt.perceive', 'prompt.content')}: "
+                          "prompt.reply_from=perceived replies from the words and the emotion the model names: it "
+                          "needs prompt.perceive=true and prompt.content=transcript")
     if cfg.ctc.enabled and cfg.ctc.weight <= 0:
         raise RecipeError(f"{where('ctc.weight', 'ctc.enabled')}: ctc.weight={cfg.ctc.weight} must be positive when "
                           "ctc.enabled")

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from clips.examples import Batch
 from clips.members import Variant
-from clips.padding import pad_rows
 from clips.tasks import Task
 from clips.vocab import LABEL_SETS
 from datamodules.datamodule import ShardDataModule
@@ -65,11 +64,9 @@ def cascade_replies(model: SpeechLLM, batch: Batch, with_labels: bool) -> list[s
     labels = [(meta.get("emotion"), meta.get("style")) if with_labels else (None, None) for meta in batch.meta]
     rows = [llm.prompter.cascade_ids(template, words, *cue) for template, words, cue in
             zip(batch.template, batch.words, labels)]
-    ids, mask = pad_rows(rows, llm.pad_id, left=True)
-    device = llm.model.device
     g = model.cfg.generation
-    return llm.generate(llm.embed(ids.to(device)), mask.to(device), max_new_tokens=g.max_new_tokens,
-                        do_sample=g.do_sample, temperature=g.temperature, top_p=g.top_p)
+    return llm.generate_text(rows, max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
+                             top_p=g.top_p)
 
 
 def generation_records(model: SpeechLLM, batch: Batch, cascade: str = "none") -> list[dict[str, Any]]:

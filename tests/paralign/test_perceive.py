@@ -2,10 +2,12 @@
 first, and the emotion it names is the cue its reply is generated under."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.perceive import perceived_emotions
+from paralign.recipe_loading import RecipeError, load_recipe
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
 
@@ -59,3 +61,26 @@ def test_the_reply_is_generated_under_the_named_emotions_cue(monkeypatch):
     responses = [t == "response" for t in batch.task]
     # a whole cue apart: with no emotion named the reply gets no cue at all, never the true one from training
     assert [c - b for c, b, r in zip(cued, bare, responses)] == [cue if r else 0 for r in responses]
+
+
+def test_reply_from_perceived_replies_to_the_words_and_the_named_cue_as_text():
+    """``prompt.reply_from: perceived``: a row with a named emotion replies as the teacher read it (its words and
+    that cue, no speech tokens), token for token the cascade's prompt; a row without one keeps its speech."""
+    torch.manual_seed(0)
+    model = SpeechLLM(tiny_cfg({"response": {}, "emotion": {}}, generation={"max_new_tokens": 5},
+                               prompt={"perceive": True, "content": "transcript", "transcripts": "corpus",
+                                       "reply_from": "perceived"})).eval()
+    batch = batch_for(model, [make_clip(0, 80), make_clip(1, 120, "happy")])
+    cues = ["happy" if t == "response" else None for t in batch.task]
+    replies = model.generate(batch, cues=cues)
+    prompter = model.llm.prompter
+    for i, cue in enumerate(cues):
+        if cue:
+            text = prompter.cascade_ids(batch.template[i], batch.words[i], cue)
+            said = prompter.tokenizer.decode(text)
+            assert "(I feel happy.)" in said and batch.words[i] in said
+            assert replies[i] == model.llm.generate_text([text], max_new_tokens=5)[0]
+    speech_rows = [i for i, cue in enumerate(cues) if not cue]
+    assert speech_rows and [replies[i] for i in speech_rows] == model.generate(batch.select(speech_rows))
+    with pytest.raises(RecipeError, match="prompt.reply_from=perceived .* needs prompt.perceive=true"):
+        load_recipe("recipes/demo.yaml", ["prompt.perceive=false", "prompt.reply_from=perceived"])
