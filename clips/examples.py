@@ -81,10 +81,9 @@ class Batch:
     def select(self, rows: list[int]) -> "Batch":
         """The batch of these rows only, in this order (features keep the batch's padded length)."""
         index = torch.tensor(rows, dtype=torch.long, device=self.features.device)
-        per_row = {name: [getattr(self, name)[i] for i in rows] for name in _PER_ROW}
-        lens = self.feature_lens[index.to(self.feature_lens.device)]
-        return Batch(features=self.features[index], feature_lens=lens, keys=[self.keys[i] for i in rows], **per_row,
-                     num_frames=int(lens.sum()), audio_seconds=float(sum(per_row["duration"])))
+        return _assemble(self.features[index], self.feature_lens[index.to(self.feature_lens.device)],
+                         [self.keys[i] for i in rows],
+                         {name: [getattr(self, name)[i] for i in rows] for name in _PER_ROW})
 
 
 _PER_ROW = ("meta", "duration", "task", "template", "prefix", "suffix", "target", "target_text", "words",
@@ -94,9 +93,13 @@ _PER_ROW = ("meta", "duration", "task", "template", "prefix", "suffix", "target"
 def collate(examples: list[Example]) -> Batch:
     """The DataModule's ``collate``: features padded along time, every declared field as a per-row list."""
     features, lens = pad_frames([e.features for e in examples])
-    rows = {name: [getattr(e, name) for e in examples] for name in _PER_ROW}
-    return Batch(features=features, feature_lens=lens, keys=[e.key for e in examples], **rows,
-                 num_frames=int(lens.sum()), audio_seconds=float(sum(e.duration for e in examples)))
+    return _assemble(features, lens, [e.key for e in examples],
+                     {name: [getattr(e, name) for e in examples] for name in _PER_ROW})
+
+
+def _assemble(features: torch.Tensor, lens: torch.Tensor, keys: list[str], per_row: dict[str, list]) -> Batch:
+    return Batch(features=features, feature_lens=lens, keys=keys, **per_row, num_frames=int(lens.sum()),
+                 audio_seconds=float(sum(per_row["duration"])))
 
 
 class ExampleBuilder:
@@ -138,7 +141,7 @@ class ExampleBuilder:
         # there (SpeechLLM.generate ``cues``), so the example's ``template`` stays without it
         cue = meta.get("emotion") if framing.perceive and task.target == "teacher" else None
         student = self.prompter.student_template(template, words)
-        parts = self.prompter.student_parts(template, words, cue)
+        parts = self.prompter.cued_parts(student, cue)
         target_text = task.target_text(meta, clip.teacher, qa)
         example = Example(
             key=clip.key, meta=meta, duration=clip.duration, task=task.name, template=student,

@@ -171,11 +171,6 @@ class ChatPrompter:
         the true emotion in training, the one the model named at generation; None: no cue)."""
         return self.prompt_parts(self.framing.with_cue(student_template, cue))
 
-    def student_parts(self, template: str, words: str | None = None, cue: str | None = None) -> PromptParts:
-        """The student's prompt for a task template: the words before the speech slot (``content: transcript``),
-        the cue after it (``cue``)."""
-        return self.cued_parts(self.student_template(template, words), cue)
-
     def teacher_ids(self, template: str, meta: dict, variant: Variant | str, words: str | None = None) -> list[int]:
         """The teacher's prompt for a clip (``Framing.teacher_text`` in the slot), token for token the student's
         around it."""

@@ -240,7 +240,7 @@ class SpeechLLM(pl.LightningModule):
             prompts = [prompter.cascade_ids(batch.template[i], batch.words[i], cues[i]) for i in as_text]
             for i, reply in zip(as_text, self.llm.generate_text(prompts, **options)):
                 replies[i] = reply
-        rows = [i for i in range(len(batch)) if i not in set(as_text)]
+        rows = sorted(set(range(len(batch))) - set(as_text))
         if not rows:
             return replies
         batch = batch.select(rows) if as_text else batch
