@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
@@ -68,3 +69,33 @@ def trim_silence(wave: np.ndarray, sr: int, top_db: float = 40.0, keep_s: float 
         return wave
     margin = int(keep_s * sr)
     return wave[max(0, starts[loud[0]] - margin):min(wave.size, starts[loud[-1]] + frame + margin)]
+
+
+def set_level(wave: np.ndarray, dbfs: float) -> np.ndarray:
+    """``wave`` scaled so that its RMS level is ``dbfs`` (dB relative to full scale, e.g. -20). Corpora are recorded
+    20 dB and more apart (RAVDESS about -41 dBFS, EmoDB's copy -18), and Whisper's log-mel keeps the absolute level,
+    so a model trained on one corpus hears every other as louder or quieter than any voice it knows. Not clipped:
+    the features read floats, and clipping would add distortion no recording had. A silent wave is returned as is."""
+    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
+    if rms <= SILENCE_PEAK:
+        return wave
+    return (wave * (10 ** (dbfs / 20) / rms)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class WavePrep:
+    """What is done to every wave before its features, the same in training, evaluation and inference (a recipe's
+    ``data.trim_silence_db`` and ``data.level_dbfs``; None: not done). Training augments between the two steps
+    (``trim`` first, ``level`` last), so that the level a model hears is the same whatever the augmentation did."""
+
+    trim_db: float | None = None
+    level_dbfs: float | None = None
+
+    def trim(self, wave: np.ndarray, sr: int) -> np.ndarray:
+        return wave if self.trim_db is None else trim_silence(wave, sr, self.trim_db)
+
+    def level(self, wave: np.ndarray) -> np.ndarray:
+        return wave if self.level_dbfs is None else set_level(wave, self.level_dbfs)
+
+    def __call__(self, wave: np.ndarray, sr: int) -> np.ndarray:
+        return self.level(self.trim(wave, sr))

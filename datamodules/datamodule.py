@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from clips.audio import WavePrep
 from clips.examples import ExampleBuilder, collate
 from clips.prompts import ChatPrompter
 from clips.tasks import Task
 from datamodules.augment import build_augment
-from datamodules.features import LogMel, build_features
+from datamodules.features import LogMel, build_features, build_wave_prep
 from datamodules.loader import POSITION, BatchStream, ResumableStreamLoader, StreamLoader
 from datamodules.stream import expand_sources
 
@@ -31,6 +32,7 @@ class ShardDataModule(pl.LightningDataModule):
     ``features`` maps each decoded wave to the model's input in the workers (``datamodules.features``; a recipe's
     come from ``build_features``); default: ``LogMel(n_mels, sample_rate)``. ``augment(wave, sample_rate, rng)``
     (``datamodules.augment``) alters training waves before featurising; validation and test never augment.
+    ``prep`` trims and levels every wave (``clips.audio.WavePrep``; augmentation comes between the two).
     """
 
     def __init__(self, train: Sources = None, val: Sources = None, test: Sources = None, *,
@@ -42,12 +44,12 @@ class ShardDataModule(pl.LightningDataModule):
                  collate: Callable[[list[dict]], dict] | None = None, eval_example_builder: Callable | None = None,
                  even_eval_batches: bool = False, features: Callable[[np.ndarray], torch.Tensor] | None = None,
                  augment: Callable[[np.ndarray, int, random.Random], np.ndarray] | None = None,
-                 trim_silence_db: float | None = None):
+                 prep: WavePrep | None = None):
         super().__init__()
         self.sources = {"train": (train, train_split), "val": (val, val_split), "test": (test, test_split)}
         self.stream_options = dict(sample_rate=sample_rate, features=features or LogMel(n_mels, sample_rate),
                                    max_batch_seconds=max_batch_seconds, max_batch_size=max_batch_size,
-                                   seed=seed, collate=collate, trim_db=trim_silence_db)
+                                   seed=seed, collate=collate, prep=prep)
         self.bucket_window, self.shuffle_buffer = bucket_window, shuffle_buffer
         self.example_builder = example_builder
         self.augment = augment  # training only: evaluation must see the clips as they are
@@ -70,7 +72,7 @@ class ShardDataModule(pl.LightningDataModule):
             **sources, sample_rate=d.sample_rate, features=build_features(cfg), max_batch_seconds=d.max_batch_seconds,
             max_batch_size=d.max_batch_size, bucket_window=d.bucket_window, shuffle_buffer=d.shuffle_buffer,
             num_workers=d.num_workers, seed=d.seed, collate=collate, augment=build_augment(cfg),
-            trim_silence_db=d.trim_silence_db,
+            prep=build_wave_prep(cfg),
             example_builder=ExampleBuilder(tasks, prompter, d.examples_per_clip),
             eval_example_builder=ExampleBuilder(eval_tasks if eval_tasks is not None else tasks, prompter,
                                                 all_tasks=True, need_target=need_target),

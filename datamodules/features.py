@@ -11,6 +11,8 @@ import torch
 import torchaudio
 from omegaconf import DictConfig, OmegaConf
 
+from clips.audio import WavePrep
+
 
 class LogMel:
     """Wave (numpy or torch, 1-D, at ``sample_rate``) -> float32 tensor ``[frames, n_mels]`` of log mel energies.
@@ -103,3 +105,9 @@ def build_features(cfg: DictConfig) -> Callable[[np.ndarray], torch.Tensor]:
     if kind == "hf" or kind == "auto" and encoder == "hf":
         return HFFeatures(cfg.encoder.hf_name, cfg.data.sample_rate, cfg.encoder.trust_remote_code)
     return LogMel(n_mels=cfg.encoder.n_mels, sample_rate=cfg.data.sample_rate)
+
+
+def build_wave_prep(cfg: DictConfig) -> WavePrep:
+    """What a recipe's ``data.trim_silence_db`` and ``data.level_dbfs`` do to every wave before its features, in
+    the loader and in inference alike. Run folders from before a key existed did not do it."""
+    return WavePrep(OmegaConf.select(cfg, "data.trim_silence_db"), OmegaConf.select(cfg, "data.level_dbfs"))

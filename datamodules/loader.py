@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from clips.audio import audio_problem, load_audio, trim_silence
+from clips.audio import WavePrep, audio_problem, load_audio
 from clips.clip import Clip
 from datamodules.batching import pad_features, plan_batches
 from datamodules.features import LogMel
@@ -48,9 +48,9 @@ class BatchStream(IterableDataset):
                  bucket_window: int = 0, shuffle_buffer: int = 0, shuffle: bool = True, seed: int = 0,
                  example_builder: Callable[[dict, random.Random], list[dict]] | None = None,
                  collate: Callable[[list[dict]], dict] | None = None,
-                 augment: Callable[[Any, int, random.Random], Any] | None = None, trim_db: float | None = None):
+                 augment: Callable[[Any, int, random.Random], Any] | None = None, prep: WavePrep | None = None):
         self.datasets = datasets
-        self.trim_db = trim_db  # leading and trailing silence trimmed from every clip (clips.audio)
+        self.prep = prep or WavePrep()  # silence trimming and level, as inference does them (clips.audio)
         self.sample_rate = sample_rate
         self.features = features or LogMel(sample_rate=sample_rate)
         self.max_batch_seconds, self.max_batch_size = max_batch_seconds, max_batch_size
@@ -117,12 +117,11 @@ class BatchStream(IterableDataset):
         if problem:
             skips[problem] += 1
             return None
-        if self.trim_db is not None:
-            wave = trim_silence(wave, sr, self.trim_db)
+        wave = self.prep.trim(wave, sr)
         if self.augment is not None:
             # seeded per clip and epoch, so a resumed run augments each clip as the first run did
             wave = self.augment(wave, sr, random.Random(f"augment:{self.seed}:{self.epoch}:{light.key}"))
-        return self.features(wave)
+        return self.features(self.prep.level(wave))
 
 
 def _identity(item: Any) -> Any:

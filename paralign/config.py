@@ -187,6 +187,10 @@ class DataConfig:
     # anything else, in training, evaluation and inference alike; None: keep clips whole. Corpora differ in how much
     # silence a clip carries, and a model learns that difference instead of the voice.
     trim_silence_db: Optional[float] = None
+    # Bring each clip (after trimming) to this RMS level in dBFS, e.g. -20, in training, evaluation and inference
+    # alike; None: keep each recording's level. Corpora are recorded 20 dB and more apart, which a model trained on
+    # one reads as a different voice on every other.
+    level_dbfs: Optional[float] = None
     # auto: what the encoder takes (conformer: logmel; whisper: Whisper's log-mel; hf: hf); logmel: our own log-mel;
     # hf: encoder.hf_name's own feature extractor (Whisper's log-mel, wav2vec2's raw waveform)
     features: str = one_of("auto", "logmel", "hf")

@@ -12,11 +12,11 @@ import soundfile as sf
 import torch
 from omegaconf import DictConfig
 
-from clips.audio import audio_problem, load_audio, trim_silence
+from clips.audio import audio_problem, load_audio
 from clips.examples import Example, collate
 from clips.metadata import MetadataSpec, metadata_text, with_metadata
 from clips.tasks import DEFAULT_INSTRUCTIONS
-from datamodules.features import build_features
+from datamodules.features import build_features, build_wave_prep
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.checkpoint_io import recipe_of_checkpoint
 from paralign.model_folder import load_trained
@@ -125,6 +125,7 @@ class Answerer:
         """``transcriber``: waveforms -> their words, for a model that reads them (default: the recipe's Whisper)."""
         self.model, self.cfg, self.generation = model, cfg, generation
         self.features = build_features(cfg)
+        self.prep = build_wave_prep(cfg)
         self.transcriber = transcriber
         if transcriber is None and model.llm.prompter.framing.content == "transcript":
             from lightning_modules.whisper_transcriber import WhisperTranscriber
@@ -154,8 +155,7 @@ class Answerer:
 
     def _example(self, wave: np.ndarray, question: Question, heard: str | None) -> Example:
         user = with_metadata(question.template, question.metadata(wave)) if question.metadata else question.template
-        if self.cfg.data.trim_silence_db is not None:  # as the model's loader did in training
-            wave = trim_silence(wave, self.cfg.data.sample_rate, self.cfg.data.trim_silence_db)
+        wave = self.prep(wave, self.cfg.data.sample_rate)  # trimmed and levelled as the model's loader did
         # a question the response task was trained with replies as it does (perceive first, where it is on)
         task = next((name for name, t in self.model.tasks.items() if question.template in t.instructions), None)
         return Example.question("0", self.features(wave), self.model.llm.prompter, user, heard, task)

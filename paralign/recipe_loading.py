@@ -162,11 +162,13 @@ NON_NEGATIVE = ("data.num_workers", "data.shuffle_buffer", "data.bucket_window",
                 "trainer.gradient_clip_val", "adapter.stack", "encoder.layer", "encoder.trainable_layers",
                 "encoder.lora_rank")
 PROBABILITY = ("encoder.dropout", "encoder.lora_dropout")
+NEGATIVE = ("data.level_dbfs",)  # dB below full scale
 
 
 def _check_ranges(cfg: DictConfig, where: Where) -> None:
     for keys, ok, rule in ((POSITIVE, lambda v: v > 0, "> 0"), (NON_NEGATIVE, lambda v: v >= 0, ">= 0"),
-                           (PROBABILITY, lambda v: 0 <= v <= 1, "in [0, 1]")):
+                           (PROBABILITY, lambda v: 0 <= v <= 1, "in [0, 1]"),
+                           (NEGATIVE, lambda v: v < 0, "< 0 (dB below full scale)")):
         for key in keys:
             value = OmegaConf.select(cfg, key)
             if value is not None and not ok(value):

@@ -20,19 +20,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trim-db", type=float, default=None,
                         help="trim each clip's leading and trailing silence first (frames more than this many dB "
                              "below the loudest), as data.trim_silence_db does")
+    parser.add_argument("--level-dbfs", type=float, default=None,
+                        help="then bring each clip to this RMS level (e.g. -20), as data.level_dbfs does")
     parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from lightning_modules.whisper_transcriber import WhisperTranscriber
+    from clips.audio import WavePrep
     from paralign.evaluation.layer_probe import corpus_clips, format_layer_probe, layer_probe, pooled_states
 
+    if args.level_dbfs is not None and args.level_dbfs >= 0:
+        raise SystemExit(f"--level-dbfs {args.level_dbfs}: a level in dB below full scale is < 0 (e.g. -20)")
     (fit_name, fit), (score_name, score) = corpus_clips(args.fit), corpus_clips(args.score)
     whisper = WhisperTranscriber.load(args.encoder)
-    report = layer_probe((pooled_states(whisper, fit, f"pooling {fit_name}", args.trim_db), fit),
-                         (pooled_states(whisper, score, f"pooling {score_name}", args.trim_db), score))
-    report = {"encoder": args.encoder, "fit": args.fit, "score": args.score, "trim_db": args.trim_db, **report}
+    prep = WavePrep(args.trim_db, args.level_dbfs)
+    report = layer_probe((pooled_states(whisper, fit, f"pooling {fit_name}", prep), fit),
+                         (pooled_states(whisper, score, f"pooling {score_name}", prep), score))
+    report = {"encoder": args.encoder, "fit": args.fit, "score": args.score, "trim_db": args.trim_db,
+              "level_dbfs": args.level_dbfs, **report}
     print(format_layer_probe(report))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from clips.audio import load_audio, trim_silence
+from clips.audio import WavePrep, load_audio
 from clips.vocab import EMOTIONS
 from scoring.probe import fit_probe_accuracy
 
@@ -43,15 +43,15 @@ def corpus_clips(entry: str) -> tuple[str, list[dict[str, Any]]]:
 
 @torch.no_grad()
 def pooled_states(transcriber: Any, records: list[dict[str, Any]], desc: str,
-                  trim_db: float | None = None) -> np.ndarray:
+                  prep: WavePrep | None = None) -> np.ndarray:
     """``[clips, hidden states, d_model]``: each clip's mean over its frames of every hidden state of Whisper
-    (``trim_db``: leading and trailing silence trimmed first, as ``data.trim_silence_db`` does)."""
+    (``prep``: each wave trimmed and levelled first, as ``data.trim_silence_db`` and ``data.level_dbfs`` do)."""
     rate = transcriber.extractor.sampling_rate
     out = []
     for record in tqdm(records, desc=desc, unit="clip"):
         wave, _ = load_audio(record["audio_path"], rate)
-        if trim_db is not None:
-            wave = trim_silence(wave, rate, trim_db)
+        if prep is not None:
+            wave = prep(wave, rate)
         feats = transcriber.features(wave)[None]
         states, lens = transcriber.encoder.hidden_states(feats, torch.tensor([feats.shape[1]]))
         n = int(lens[0])

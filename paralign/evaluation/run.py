@@ -23,7 +23,7 @@ from clips.members import Variant
 from clips.tasks import Task
 from clips.vocab import LABEL_SETS
 from datamodules.datamodule import ShardDataModule
-from datamodules.features import build_features
+from datamodules.features import build_features, build_wave_prep
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.data import shard_sources
 from paralign.model_folder import load_trained
@@ -105,6 +105,8 @@ def model_fingerprint(cfg: DictConfig, model: SpeechLLM) -> str:
     shaping = {key: OmegaConf.to_container(cfg[key], resolve=True)
                for key in ("llm", "encoder", "adapter", "tasks", "generation", "prompt") if key in cfg}
     shaping["data"] = {key: cfg.data[key] for key in ("dir", "sample_rate", "features", "trim_silence_db")}
+    if cfg.data.get("level_dbfs") is not None:  # only where set: earlier evaluations keep their fingerprint
+        shaping["data"]["level_dbfs"] = cfg.data.level_dbfs
     shaping["eval"] = {key: cfg.eval[key] for key in ("split", "reference_variant", "cascade")}
     digest.update(json.dumps(shaping, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
@@ -230,7 +232,8 @@ def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tu
     d = cfg.data  # one item per clip (no examples: the probe needs the speech tokens only)
     dm = ShardDataModule(test=[d.dir], test_split=split, sample_rate=d.sample_rate, features=build_features(cfg),
                          max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
-                         bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed)
+                         bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed,
+                         prep=build_wave_prep(cfg))
     pooled: dict[str, tuple[torch.Tensor, dict]] = {}
     for batch in tqdm(dm.test_dataloader(), desc=f"probe: pooling the {split} split", unit="batch"):
         speech, lens = model.speech_embeddings(batch.features.to(model.device),

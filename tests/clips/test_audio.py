@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from clips.audio import audio_problem, load_audio, trim_silence
+from clips.audio import WavePrep, audio_problem, load_audio, set_level, trim_silence
 from datamodules.features import LogMel
 
 
@@ -77,27 +77,58 @@ def test_trim_silence_keeps_the_speech_and_a_margin():
     assert trim_silence(quiet, sr).size == quiet.size  # all one level: no frame stands out, nothing cut
 
 
-def test_the_datamodule_trims_every_clip_the_same_in_every_stage(tmp_path):
+def test_set_level_brings_any_recording_to_the_same_rms_without_clipping():
+    sr = 16000
+    tone = np.sin(2 * np.pi * 220 * np.arange(sr) / sr).astype(np.float32)
+    for gain in (0.003, 0.1, 0.9):  # about -53, -23 and -4 dBFS
+        out = set_level(gain * tone, -20.0)
+        assert out.dtype == np.float32
+        assert abs(20 * np.log10(np.sqrt(np.mean(out.astype(np.float64) ** 2))) + 20.0) < 0.01
+        assert np.allclose(out, set_level(tone, -20.0), atol=1e-6)  # the recording's gain is gone
+    loud = set_level(0.01 * tone, -1.0)  # a peak above full scale stays a float: the features read it whole
+    assert np.abs(loud).max() > 1.0
+    silent = np.zeros(sr, dtype=np.float32)
+    assert set_level(silent, -20.0) is silent and set_level(silent[:0], -20.0).size == 0
+    assert WavePrep()(0.1 * tone, sr) is not None and np.array_equal(WavePrep()(0.1 * tone, sr), 0.1 * tone)
+
+
+def test_the_datamodule_trims_and_levels_every_clip_the_same_in_every_stage(tmp_path):
     """data.trim_silence_db: a clip padded with a second of near-silence at each end reaches the model as its
-    speech and a margin, in training and evaluation alike; without it, whole."""
-    from clips.shard_writer import write_shards
+    speech and a margin, in training and evaluation alike; without it, whole. data.level_dbfs: the same clip
+    recorded 26 dB quieter reaches the model as the same features."""
+    from clips.shard_writer import safe_key, write_shards
     from datamodules.datamodule import ShardDataModule
     from tests.datamodules.conftest import make_records
 
     records = make_records(tmp_path / "audio", 4)
-    for r in records:  # a second of -70 dB hiss before and after each clip's tone
+    for i, r in enumerate(records):  # a second of -70 dB hiss before and after each clip's tone
         wave, sr = sf.read(r["audio_path"])
         hiss = 1e-4 * np.random.default_rng(0).standard_normal(sr)
-        sf.write(r["audio_path"], np.concatenate([hiss, wave, hiss]), sr)
-    write_shards(records, tmp_path / "shards", progress=False)
+        sf.write(r["audio_path"], np.concatenate([hiss, wave, hiss]), sr, subtype="FLOAT")
+    quiet = dict(records[0], id="quiet", audio_path=str(tmp_path / "audio" / "quiet.wav"))
+    wave, sr = sf.read(records[0]["audio_path"])
+    sf.write(quiet["audio_path"], 0.05 * wave, sr, subtype="FLOAT")  # the first clip, 26 dB quieter
+    write_shards(records + [quiet], tmp_path / "shards", progress=False)
 
-    def frames(**options) -> dict[str, dict[str, int]]:
+    def batches(prep: WavePrep) -> dict[str, dict[str, torch.Tensor]]:
         dm = ShardDataModule(train=str(tmp_path / "shards"), val=str(tmp_path / "shards"), val_split="train",
-                             num_workers=0, max_batch_size=4, **options)
-        return {stage: {k: int(n) for b in getattr(dm, f"{stage}_dataloader")() for k, n in
-                        zip(b["keys"], b["feature_lens"])} for stage in ("train", "val")}
+                             num_workers=0, max_batch_size=8, prep=prep)
+        return {stage: {k: f[:int(n)] for b in getattr(dm, f"{stage}_dataloader")() for k, f, n in
+                        zip(b["keys"], b["features"], b["feature_lens"])} for stage in ("train", "val")}
 
-    whole, trimmed = frames(), frames(trim_silence_db=40.0)
-    assert trimmed["train"] == trimmed["val"] and whole["train"] == whole["val"]
-    for key, n in whole["train"].items():
-        assert abs(n - trimmed["train"][key] - 2 * (1.0 - 0.1) * 100) <= 3  # 2 x (1 s - the 0.1 s margin) at 100 fps
+    whole, trimmed = batches(WavePrep()), batches(WavePrep(trim_db=40.0))
+    for key, f in whole["train"].items():
+        assert torch.equal(f, whole["val"][key]) and torch.equal(trimmed["train"][key], trimmed["val"][key])
+        n = len(trimmed["train"][key])
+        assert abs(len(f) - n - 2 * (1.0 - 0.1) * 100) <= 3  # 2 x (1 s - the 0.1 s margin) at 100 fps
+    first = safe_key(records[0]["id"])
+
+    def shift(features: dict[str, torch.Tensor]) -> float:
+        """How much lower the quiet copy's log-mel is over the speech (its 16-bit hiss rounds to zero)."""
+        a, b = features[first], features["quiet"]
+        assert a.shape == b.shape
+        return float((a - b)[20:-20].mean())
+
+    assert abs(shift(trimmed["train"]) - 2 * np.log(20)) < 0.5  # 26 dB quieter: 6 lower (natural log of power)
+    levelled = batches(WavePrep(trim_db=40.0, level_dbfs=-20.0))
+    assert abs(shift(levelled["train"])) < 0.1 and abs(shift(levelled["val"])) < 0.1

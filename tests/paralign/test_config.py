@@ -101,6 +101,7 @@ def test_a_section_of_the_wrong_kind_over_a_parent_or_as_an_override_names_the_k
     ("adapter.hidden=0", "adapter.hidden=0 must be > 0"),
     ("llm.tiny.layers=0", "llm.tiny.layers=0 must be > 0"),
     ("encoder.dropout=1.5", r"encoder.dropout=1.5 must be in \[0, 1\]"),
+    ("data.level_dbfs=20", r"data.level_dbfs=20.0 must be < 0 \(dB below full scale\)"),
     ("encoder.heads=3", "encoder.d_model=32 must be a multiple of encoder.heads=3"),
     ("encoder.kernel_size=8", "encoder.kernel_size=8 must be odd"),
     ("llm.tiny.heads=3", "llm.tiny.hidden_size=64 must be a multiple of 2 x llm.tiny.heads=3"),

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from paralign.cli import main
@@ -225,9 +226,9 @@ def test_infer_reads_whispers_words_of_each_file_when_the_model_reads_words(tmp_
     assert "clip of 16000 samples" in seen["prefixes"][0]
 
 
-def test_inference_trims_silence_as_the_model_was_trained(tmp_path):
-    """data.trim_silence_db in a model's recipe: a user's recording is trimmed before its features, as the loader
-    trimmed every clip in training."""
+def test_inference_trims_and_levels_as_the_model_was_trained(tmp_path):
+    """data.trim_silence_db and data.level_dbfs in a model's recipe: a user's recording is trimmed and brought to
+    the level before its features, as the loader did to every clip in training."""
     from lightning_modules.speech_llm import SpeechLLM
     from paralign.infer import Answerer, Question
     from tests.lightning_modules.conftest import tiny_cfg
@@ -235,9 +236,14 @@ def test_inference_trims_silence_as_the_model_was_trained(tmp_path):
     tone = 0.3 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)
     hiss = 1e-4 * np.random.default_rng(0).standard_normal(16000)
     wave = np.concatenate([hiss, tone, hiss]).astype(np.float32)
-    frames = {}
-    for db in (None, 40.0):
-        cfg = tiny_cfg({"emotion": {}}, data={"sample_rate": 16000, "trim_silence_db": db})
-        example = Answerer(SpeechLLM(cfg).eval(), cfg)._example(wave, Question("{speech}"), None)
-        frames[db] = example.features.shape[0]
-    assert abs(frames[None] - frames[40.0] - 180) <= 3  # 2 x (1 s - 0.1 s margin) at 100 frames a second
+    features = {}
+    for db, level in ((None, None), (40.0, None), (40.0, -20.0)):
+        cfg = tiny_cfg({"emotion": {}}, data={"sample_rate": 16000, "trim_silence_db": db, "level_dbfs": level})
+        answerer = Answerer(SpeechLLM(cfg).eval(), cfg)
+        features[db, level] = [answerer._example(gain * wave, Question("{speech}"), None).features
+                               for gain in (1.0, 0.05)]
+    whole, trimmed, levelled = features[None, None], features[40.0, None], features[40.0, -20.0]
+    assert abs(whole[0].shape[0] - trimmed[0].shape[0] - 180) <= 3  # 2 x (1 s - 0.1 s margin) at 100 frames a second
+    assert (trimmed[0] - trimmed[1]).median() > 5  # 26 dB quieter: 6 lower (natural log of power), as heard
+    # the same voice, whatever the recording's level (to float rounding, which the log magnifies in empty bins)
+    assert torch.allclose(levelled[0], levelled[1], atol=0.05)
