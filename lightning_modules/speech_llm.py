@@ -6,6 +6,8 @@ of checkpoints (``on_save_checkpoint``); a checkpoint therefore holds a few MB h
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -25,6 +27,7 @@ from lightning_modules.llm_loading import load_causal_lm
 from lightning_modules.losses import kl_full, kl_topk, per_row_mean, token_ce
 from lightning_modules.objectives import Objective, build_objectives
 from lightning_modules.optim import build_optimizer
+from lightning_modules.speech_memo import SpeechMemo
 from lightning_modules.token_ctc import TokenCTC
 
 FROZEN_PREFIX = "llm."
@@ -77,11 +80,27 @@ class SpeechLLM(pl.LightningModule):
         if OmegaConf.select(cfg, "ctc.enabled", default=False):  # run folders from before the key existed: off
             self.ctc = TokenCTC(self.llm.hidden_size, lambda: self.llm.model.get_input_embeddings().weight)
         self.strict_loading = False  # checkpoints hold no LLM weights; on_load_checkpoint checks the rest
+        self._speech_memo: SpeechMemo | None = None  # only inside remembering_speech()
 
     # ---- model ---------------------------------------------------------------------------------------------------
     def speech_embeddings(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._speech_memo is not None and not torch.is_grad_enabled():
+            return self._speech_memo(features, lengths)
+        return self._embed_speech(features, lengths)
+
+    def _embed_speech(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden, lengths = self.encoder(features, lengths)
         return self.adapter(hidden, lengths)
+
+    @contextmanager
+    def remembering_speech(self) -> Iterator[SpeechMemo]:
+        """Within it, each clip's speech tokens are made once and reused (``SpeechMemo``): for reading a trained
+        model several times over the same clips (evaluation); never where gradients are on."""
+        self._speech_memo = SpeechMemo(self._embed_speech)
+        try:
+            yield self._speech_memo
+        finally:
+            self._speech_memo = None
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(FROZEN_PREFIX)]

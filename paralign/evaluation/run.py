@@ -182,7 +182,8 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     # One pass per task: a batch of one task stops generating when its replies end (an emotion answer is a few
     # tokens, a response many), where mixed batches would all run as long as their longest reply.
     tasks = [n for n in model.tasks if not cfg.eval.tasks or n in cfg.eval.tasks]
-    with gen_path.open("a") as sink, torch.no_grad():
+    # every task asks about the same clips: each clip's speech tokens are made once (a cascade makes none)
+    with gen_path.open("a") as sink, torch.no_grad(), model.remembering_speech() as memo:
         for task in tasks:
             clips_seen: set[str] = set()
             # every clip gets a response (the reply emotion measure needs no cached teacher reply; ROUGE-L and
@@ -203,6 +204,8 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
                     done.update((r["id"], r["task"]) for r in new)
                 if cfg.eval.max_clips and len(clips_seen) >= cfg.eval.max_clips:
                     break
+    if memo.made:
+        log.info("speech tokens: made for %d clips, reused %d times", memo.made, memo.reused)
     judge = build_judge(cfg, model, out / "judge_cache.jsonl")
     metrics = compute_metrics(records, judge=judge)
     fit_on = pooled_tokens(cfg, model, "train") if cfg.eval.probe_fit == "train" and pooled else None
