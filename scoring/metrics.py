@@ -6,6 +6,7 @@ Conventions: a prediction of ``None`` means the answer could not be matched to a
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
@@ -111,14 +112,23 @@ def rouge_per_item(preds: Sequence[str], refs: Sequence[str]) -> dict[str, list[
     return out
 
 
+def normalise_words(text: str) -> str:
+    """Lower case, punctuation gone (apostrophes inside words kept), single spaces: what WER compares, as speech
+    recognition is scored. Unnormalised, "Kids are talking by the door." against the corpus's "Kids are talking by
+    the door" is one error in six words, and a transcript's WER mostly counts its full stops."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).replace(" '", " ").replace("' ", " ").split())
+
+
 def word_errors(preds: Sequence[str], refs: Sequence[str]) -> list[tuple[int, int]]:
-    """Per item (word edit distance, reference word count), from torchmetrics' WER; empty references refused."""
+    """Per item (word edit distance, reference word count) of the normalised words (``normalise_words``), from
+    torchmetrics' WER; empty references refused."""
     from torchmetrics.functional.text import word_error_rate
 
     if len(preds) != len(refs):
         raise ValueError(f"predictions and references differ in length: {len(preds)} vs {len(refs)}")
     out = []
     for p, r in zip(preds, refs):
+        p, r = normalise_words(p), normalise_words(r)
         n_ref = len(r.split())
         if n_ref == 0:
             raise ValueError("an ASR reference transcript is empty: drop it before scoring WER")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import io
 import math
-import re
 import shutil
 import struct
 import subprocess
@@ -408,12 +407,8 @@ def test_wheel_converts_once_and_loads_strictly(name, converted, whisper_cache):
 
 
 # ---- 7. transcription (slow) ----------------------------------------------------------------------------------------
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
-
-
 def _wer(preds: list[str], refs: list[str]) -> float:
-    return corpus_wer(word_errors([_normalise(p) for p in preds], [_normalise(r) for r in refs]))
+    return corpus_wer(word_errors(preds, refs))
 
 
 def _load_16k(path: Path) -> np.ndarray:

@@ -46,6 +46,16 @@ def test_wer_is_corpus_level():
     assert M.corpus_wer(errors) == pytest.approx(2 / 6)  # not the mean of per-item rates (0.25)
     with pytest.raises(ValueError, match="empty"):
         M.word_errors(["x"], [" "])
+    with pytest.raises(ValueError, match="empty"):
+        M.word_errors(["x"], [" ... "])
+
+
+def test_wer_counts_words_not_case_or_punctuation():
+    """As speech recognition is scored: a full stop, a capital or a comma is no word error; a wrong word is."""
+    assert M.word_errors(["Kids are talking by the door."], ["kids are talking by the door"]) == [(0, 6)]
+    assert M.word_errors(["Well, dogs aren't sitting by the door!"], ["Dogs aren't sitting by the door"]) == [(1, 6)]
+    assert M.word_errors(["Die Katze schläft."], ["die katze schläft"]) == [(0, 3)]
+    assert M.normalise_words("  'Quoted' words -- and   don't.  ") == "quoted words and don't"
 
 
 def test_semantic_similarity_uses_embedder(bow_embedder):
