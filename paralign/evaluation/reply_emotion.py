@@ -41,14 +41,16 @@ def cue_loglik(llm: FrozenLLM, words: Sequence[str], replies: Sequence[str], emo
                batch_size: int = 48) -> torch.Tensor:
     """``[len(replies), len(emotions)]``: log P(reply | its words with each emotion's cue) under the frozen LLM."""
     prompter = llm.prompter
-    rows = [(i, k) for i in range(len(replies)) for k in range(len(emotions))]
+    targets = [prompter.reply_ids(reply) for reply in replies]
+    rows = [(i, k, prompter.reader_ids(TEMPLATE, words[i], emotions[k])) for i in range(len(replies))
+            for k in range(len(emotions))]
+    rows.sort(key=lambda row: len(row[2]) + len(targets[row[0]]))  # batches of like length: little padding
     out = torch.zeros(len(replies), len(emotions))
     for start in tqdm(range(0, len(rows), batch_size), desc="reply emotion: scoring", unit="batch",
                       disable=len(rows) <= batch_size):
-        chunk = rows[start:start + batch_size]
-        prompts = [prompter.reader_ids(TEMPLATE, words[i], emotions[k]) for i, k in chunk]
-        targets = [prompter.reply_ids(replies[i]) for i, _ in chunk]
-        logits, labels, which = llm.text_label_logits(prompts, targets)
+        chunk = [(i, k) for i, k, _ in rows[start:start + batch_size]]
+        prompts = [prompt for _, _, prompt in rows[start:start + batch_size]]
+        logits, labels, which = llm.text_label_logits(prompts, [targets[i] for i, _ in chunk])
         token_lp = logits.log_softmax(-1).gather(-1, labels[:, None])[:, 0].cpu()
         totals = torch.zeros(len(chunk)).index_add_(0, which.cpu(), token_lp)
         for (i, k), value in zip(chunk, totals.tolist()):
