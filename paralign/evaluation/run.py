@@ -239,9 +239,10 @@ def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tu
                          prep=build_wave_prep(cfg))
     pooled: dict[str, tuple[torch.Tensor, dict]] = {}
     for batch in tqdm(dm.test_dataloader(), desc=f"probe: pooling the {split} split", unit="batch"):
-        speech, lens = model.speech_embeddings(batch.features.to(model.device),
-                                               batch.feature_lens.to(model.device))
-        for key, vec, meta in zip(batch.keys, SpeechLLM.pool(speech, lens), batch.meta):
+        # clips, not examples: the loader's default collate (``datamodules.batching.pad_features``), a dict
+        speech, lens = model.speech_embeddings(batch["features"].to(model.device),
+                                               batch["feature_lens"].to(model.device))
+        for key, vec, meta in zip(batch["keys"], SpeechLLM.pool(speech, lens), batch["meta"]):
             pooled[key] = (vec.float().cpu(), meta)
     return pooled
 

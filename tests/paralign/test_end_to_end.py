@@ -38,9 +38,11 @@ def test_eval_report_and_resume(tiny_run):
     assert {"emotion", "asr", "response"} <= set(metrics["tasks"])
     lines = (out / "generations.jsonl").read_text().splitlines()
     assert (out / "report.md").exists() and lines
-    # A second run reuses every generation; here it also asks the judge (the frozen tiny LLM, expected scores).
-    assert main(["eval", "--ckpt", ckpt, *args, "eval.judge=local"]) == 0
+    # A second run reuses every generation; here it also asks the judge (the frozen tiny LLM, expected scores), and
+    # fits the probe on the train split's clips (as recipes/ravdess.yaml does: other speakers)
+    assert main(["eval", "--ckpt", ckpt, *args, "eval.judge=local", "eval.probe_fit=train"]) == 0
     assert len((out / "generations.jsonl").read_text().splitlines()) == len(lines)
+    assert json.loads((out / "metrics.json").read_text())["probe"]["fitted_on"] == "train split"
     judge = json.loads((out / "metrics.json").read_text())["judge"]
     emotion_items = sum(json.loads(line)["task"] == "emotion" for line in lines)
     assert judge["id"].startswith("local-expected:") and judge["validation"]["n"] == emotion_items > 0
