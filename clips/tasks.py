@@ -71,7 +71,9 @@ class Task:
         if self.name == "emotion":
             return emotion_sentence(meta["emotion"]) if meta.get("emotion") else None
         if self.name == "style":
-            return style_sentence(marked_styles(meta.get("style")))
+            # no style label (a corpus that has none, as RAVDESS): no example, never "an ordinary way" made up; an
+            # ordinary delivery is labelled so (["default"])
+            return style_sentence(marked_styles(meta["style"])) if meta.get("style") else None
         raise ValueError(f"task {self.name!r} has no label target")
 
     def teacher_topk(self, teacher: TeacherReplies | None) -> dict | None:

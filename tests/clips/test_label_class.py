@@ -44,3 +44,16 @@ def test_the_head_trains_and_the_probe_scores_the_same_class(monkeypatch):
     vectors = {f"c{i:02d}": (torch.tensor([1.0, 0, 0, 0]) if i < 8 else torch.tensor([0, 1.0, 0, 0]), m)
                for i, m in enumerate(metas)}
     assert probe_accuracy("style", vectors, min_clips=8) == 1.0
+
+
+def test_the_style_task_makes_no_example_of_a_clip_without_a_style_label():
+    """The style task's target follows the same rule: RAVDESS labels no style, and an angry shout must not be
+    trained as "speaking in an ordinary way"; a clip labelled ordinary (["default"]) is."""
+    from clips.tasks import build_tasks
+    from paralign.config import TaskConfig
+
+    style = build_tasks({"style": TaskConfig()})["style"]
+    assert style.target_text({"emotion": "angry", "style": []}, None) is None
+    assert style.target_text({"emotion": "angry"}, None) is None
+    assert "ordinary" in style.target_text({"style": ["default"]}, None)
+    assert "fast" in style.target_text({"style": ["default", "fast"]}, None)
