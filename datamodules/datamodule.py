@@ -79,6 +79,15 @@ class ShardDataModule(pl.LightningDataModule):
             even_eval_batches=even_eval_batches,
         )
 
+    @classmethod
+    def clips_of(cls, cfg: DictConfig, source: Sources, split: str) -> "ShardDataModule":
+        """Every clip of ``split`` of ``source`` once, in order, as the model's loader prepares it, batched without
+        examples (the loader's default collate, a dict): for statistics over clips, not training."""
+        d = cfg.data
+        return cls(test=source, test_split=split, sample_rate=d.sample_rate, features=build_features(cfg),
+                   max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
+                   bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed, prep=build_wave_prep(cfg))
+
     def _datasets(self, stage: str) -> list[tuple[list[str], float]]:
         spec, split = self.sources[stage]
         if spec is None:

@@ -27,6 +27,7 @@ from lightning_modules.llm_loading import load_causal_lm
 from lightning_modules.losses import kl_full, kl_topk, per_row_mean, token_ce
 from lightning_modules.objectives import Objective, build_objectives
 from lightning_modules.optim import build_optimizer
+from lightning_modules.speaker_norm import Speakers, speakers_of
 from lightning_modules.speech_memo import SpeechMemo
 from lightning_modules.token_ctc import TokenCTC
 
@@ -83,13 +84,20 @@ class SpeechLLM(pl.LightningModule):
         self._speech_memo: SpeechMemo | None = None  # only inside remembering_speech()
 
     # ---- model ---------------------------------------------------------------------------------------------------
-    def speech_embeddings(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def speech_embeddings(self, features: torch.Tensor, lengths: torch.Tensor,
+                          speakers: Speakers = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech tokens ``[B, N, hidden]`` and their counts; ``speakers`` (each row's, or None) for
+        ``encoder.speaker_norm``."""
         if self._speech_memo is not None and not torch.is_grad_enabled():
-            return self._speech_memo(features, lengths)
-        return self._embed_speech(features, lengths)
+            return self._speech_memo(features, lengths, speakers)
+        return self._embed_speech(features, lengths, speakers)
 
-    def _embed_speech(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden, lengths = self.encoder(features, lengths)
+    def _embed_speech(self, features: torch.Tensor, lengths: torch.Tensor,
+                      speakers: Speakers = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if getattr(self.encoder, "speaker_norm", None) is not None:
+            hidden, lengths = self.encoder(features, lengths, speakers)
+        else:
+            hidden, lengths = self.encoder(features, lengths)
         return self.adapter(hidden, lengths)
 
     @contextmanager
@@ -117,7 +125,7 @@ class SpeechLLM(pl.LightningModule):
 
         ``with_llm=False``: the classifier heads' losses only (``classifier.pretrain_steps``), no LLM pass.
         """
-        speech, speech_lens = self.speech_embeddings(batch.features, batch.feature_lens)
+        speech, speech_lens = self.speech_embeddings(batch.features, batch.feature_lens, speakers_of(batch.meta))
         total = speech.new_zeros(())
         logs: dict[str, torch.Tensor] = {}
         if with_llm:
@@ -270,7 +278,7 @@ class SpeechLLM(pl.LightningModule):
             for i in redo:
                 parts = prompter.cued_parts(batch.template[i], cues[i])
                 batch.prefix[i], batch.suffix[i] = parts.prefix, parts.suffix
-        speech, speech_lens = self.speech_embeddings(batch.features, batch.feature_lens)
+        speech, speech_lens = self.speech_embeddings(batch.features, batch.feature_lens, speakers_of(batch.meta))
         inputs = self._spliced(batch, speech, speech_lens, with_target=False)
         for i, reply in zip(rows, self.llm.generate(inputs["inputs_embeds"], inputs["attention_mask"], **options)):
             replies[i] = reply
@@ -321,6 +329,8 @@ class SpeechLLM(pl.LightningModule):
         its pretrained value; those keys are returned."""
         expected = set(self.state_dict()) - self.frozen_keys()
         missing = sorted(expected - set(state_dict))
+        if pretrained_may_miss:  # speaker statistics (encoder.speaker_norm): computed before training, from its data
+            missing = [k for k in missing if not k.startswith("encoder.speaker_norm.")]
         pretrained = self.pretrained_encoder_keys() if pretrained_may_miss else set()
         kept = [k for k in missing if k in pretrained]
         missing = [k for k in missing if k not in kept]

@@ -3,7 +3,8 @@
 An evaluation asks about each clip several times: the probe pools its tokens, each task generates from them, and
 ``prompt.perceive`` asks the emotion question before a reply. The encoder is the dearest part of a short generation
 (about a third of an emotion answer's time on a CPU), and its tokens for a clip are the same every time: they are
-made once. Keyed by the clip's features themselves, so a clip is recognised whatever batch it comes in.
+made once. Keyed by the clip's features themselves (and its speaker, for ``encoder.speaker_norm``), so a clip is
+recognised whatever batch it comes in.
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from collections.abc import Callable
 import torch
 
 from clips.padding import pad_frames
+from lightning_modules.speaker_norm import Speakers
 
-Embed = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Embed = Callable[[torch.Tensor, torch.Tensor, Speakers], tuple[torch.Tensor, torch.Tensor]]
 
 
 class SpeechMemo:
-    """``memo(features, lengths) -> (speech, speech_lens)`` as ``embed`` gives them, ``embed`` run only on the rows
-    it has not seen (``made`` and ``reused`` count rows)."""
+    """``memo(features, lengths, speakers) -> (speech, speech_lens)`` as ``embed`` gives them, ``embed`` run only on
+    the rows it has not seen (``made`` and ``reused`` count rows)."""
 
     def __init__(self, embed: Embed) -> None:
         self.embed = embed
@@ -27,16 +29,21 @@ class SpeechMemo:
         self.made = self.reused = 0
 
     @staticmethod
-    def key(features: torch.Tensor) -> bytes:
-        return hashlib.sha1(features.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).digest()
+    def key(features: torch.Tensor, speaker: str | None = None) -> bytes:
+        digest = hashlib.sha1(features.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(repr(speaker).encode())
+        return digest.digest()
 
-    def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        keys = [self.key(features[i, :int(n)]) for i, n in enumerate(lengths)]
+    def __call__(self, features: torch.Tensor, lengths: torch.Tensor,
+                 speakers: Speakers = None) -> tuple[torch.Tensor, torch.Tensor]:
+        speakers = list(speakers) if speakers else [None] * len(lengths)
+        keys = [self.key(features[i, :int(n)], speakers[i]) for i, n in enumerate(lengths)]
         todo = list({k: i for i, k in enumerate(keys) if k not in self.tokens}.values())
         if todo:
             rows = torch.tensor(todo, device=lengths.device)
             sub_lens = lengths[rows]
-            speech, speech_lens = self.embed(features[rows, :int(sub_lens.max())], sub_lens)
+            speech, speech_lens = self.embed(features[rows, :int(sub_lens.max())], sub_lens,
+                                             [speakers[i] for i in todo])
             for j, i in enumerate(todo):
                 self.tokens[keys[i]] = speech[j, :int(speech_lens[j])]
         self.made += len(todo)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_modules.speaker_norm import SpeakerNorm, Speakers
+
 WHISPER_FRAME_RATE = 50.0  # 100 log-mel frames per second, then the stride-2 conv
 
 
@@ -23,11 +25,12 @@ class WhisperSpeechEncoder(nn.Module):
     ``(len(layers) + 1) * d_model`` and the adapter learns its own combination, per feature rather than per layer.
     ``trainable_layers``: 0 freezes Whisper (run under no_grad, no activations kept), k trains its top k layers
     (the conv stem stays frozen). ``lora``: a ``peft.LoraConfig`` put on the encoder's layers (then Whisper's own
-    weights stay frozen and only the LoRA matrices and the mix train).
+    weights stay frozen and only the LoRA matrices and the mix train). ``speaker_norm``: each speaker's mean state
+    moved to the training corpus's (``SpeakerNorm``; a frozen Whisper only, its statistics are computed once).
     """
 
     def __init__(self, whisper_encoder: nn.Module, layer: int | None = None, trainable_layers: int = 0,
-                 lora=None, mix: str = "weighted") -> None:
+                 lora=None, mix: str = "weighted", speaker_norm: bool = False) -> None:
         super().__init__()
         self.whisper = whisper_encoder
         n_layers = len(whisper_encoder.layers)
@@ -54,6 +57,13 @@ class WhisperSpeechEncoder(nn.Module):
             for block in list(self.whisper.layers)[self.first_trainable:]:
                 block.requires_grad_(True)
         self.frozen = lora is None and self.first_trainable == n_layers
+        self.speaker_norm = None
+        if speaker_norm:
+            if not self.frozen:
+                raise ValueError("encoder.speaker_norm needs a frozen Whisper (encoder.lora_rank 0, "
+                                 "encoder.trainable_layers 0): its speakers' statistics are computed once")
+            self.speaker_norm = SpeakerNorm(1 if layer is not None else n_layers + 1,
+                                            whisper_encoder.config.d_model)
 
     def train(self, mode: bool = True) -> "WhisperSpeechEncoder":
         super().train(mode)
@@ -95,15 +105,25 @@ class WhisperSpeechEncoder(nn.Module):
         """The repeated blocks (FSDP units, activation-checkpointing units)."""
         return self.whisper.layers
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def normed_states(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The hidden states as the output combines them: the chosen one as it is, or every one layer-normed."""
         states, out_lens = self.hidden_states(features, lengths)
+        if self.layer is not None:
+            return [states[self.layer]], out_lens
+        return [nn.functional.layer_norm(s, s.shape[-1:]) for s in states], out_lens
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor,
+                speakers: Speakers = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``speakers``: each row's speaker, for ``speaker_norm`` (None: no row's statistics are known)."""
+        states, out_lens = self.normed_states(features, lengths)
+        if self.speaker_norm is not None:
+            states = self.speaker_norm(states, speakers)
         if self.concat:
-            return torch.cat([nn.functional.layer_norm(s, s.shape[-1:]) for s in states], dim=-1), out_lens
+            return torch.cat(states, dim=-1), out_lens
         if self.layer_weights is None:
-            return states[self.layer], out_lens
+            return states[0], out_lens
         weights = torch.softmax(self.layer_weights, dim=0)
-        mixed = sum(wt * nn.functional.layer_norm(s, s.shape[-1:]) for wt, s in zip(weights, states))
-        return mixed, out_lens
+        return sum(wt * s for wt, s in zip(weights, states)), out_lens
 
     def mix_weights(self) -> list[float]:
         """The softmax layer weights (for logging); empty when one layer is chosen."""
@@ -130,4 +150,4 @@ def build_whisper_encoder(cfg, model: nn.Module | None = None) -> WhisperSpeechE
         lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.lora_targets))
     return WhisperSpeechEncoder(encoder, layer=cfg.layer, trainable_layers=cfg.trainable_layers or 0, lora=lora,
-                                mix=cfg.layer_mix)
+                                mix=cfg.layer_mix, speaker_norm=cfg.speaker_norm)

@@ -54,6 +54,9 @@ class EncoderConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    # whisper, frozen: move each speaker's mean hidden state to the training corpus's, from the statistics of all
+    # their clips (lightning_modules/speaker_norm.py); a clip of a speaker with no statistics is heard as it is
+    speaker_norm: bool = False
     n_mels: int = 80  # conformer: log-mel bins; whisper: its mel bins (80; 128 for large-v3)
     d_model: int = 256
     layers: int = 8

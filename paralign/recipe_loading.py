@@ -270,6 +270,12 @@ def _check(cfg: DictConfig, where: Where) -> DictConfig:
         if cfg.encoder.lora_rank and cfg.encoder.trainable_layers:
             raise RecipeError(f"{where('encoder.lora_rank', 'encoder.trainable_layers')}: encoder.lora_rank and "
                               "encoder.trainable_layers exclude each other")
+    if cfg.encoder.speaker_norm and (cfg.encoder.type != "whisper" or cfg.encoder.lora_rank
+                                     or cfg.encoder.trainable_layers):
+        keys = ("encoder.speaker_norm", "encoder.type", "encoder.lora_rank", "encoder.trainable_layers")
+        raise RecipeError(f"{where(*keys)}: encoder.speaker_norm needs a frozen Whisper (encoder.type whisper, "
+                          "encoder.lora_rank 0, encoder.trainable_layers 0): its speakers' statistics are computed "
+                          "once, before training")
     if cfg.encoder.type == "hf" and cfg.data.features not in ("auto", "hf"):
         raise RecipeError(f"{where('encoder.type', 'data.features')}: encoder.type='hf' needs data.features: hf (a "
                           "pretrained encoder takes its own features, from its feature extractor), got "

@@ -16,6 +16,7 @@ from lightning_modules.speech_llm import SpeechLLM
 from paralign.checkpoint_io import CheckpointError, UnsafeCheckpoint, read_checkpoint
 from paralign.data import prepare_data, shard_sources
 from paralign.run_lock import run_lock
+from paralign.speaker_statistics import prepare_training
 from paralign.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def train(cfg: DictConfig) -> Path:
         resume = resume_checkpoint(cfg, run_dir)
         if resume is None and cfg.init_from:
             init_weights(model, cfg.init_from)
+        prepare_training(cfg, model)  # encoder.speaker_norm: every split's speakers' statistics
         datamodule = build_datamodule(cfg, model)
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)

@@ -23,11 +23,12 @@ from clips.members import Variant
 from clips.tasks import Task
 from clips.vocab import LABEL_SETS
 from datamodules.datamodule import ShardDataModule
-from datamodules.features import build_features, build_wave_prep
+from lightning_modules.speaker_norm import speakers_of
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.data import shard_sources
 from paralign.model_folder import load_trained
 from paralign.perceive import perceived_emotions
+from paralign.speaker_statistics import prepare_evaluation
 from scoring.probe import Pooled, probe_accuracy
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,18 @@ def reference_tasks(cfg: DictConfig, tasks: dict[str, Task]) -> dict[str, Task]:
             for name, t in tasks.items()}
 
 
+def split_source(cfg: DictConfig, split: str) -> list:
+    """Where an evaluation reads ``split``: the recipe's test sources for the test split, else ``data.dir``."""
+    return shard_sources(cfg)["test"] if split == "test" else [cfg.data.dir]
+
+
 def split_loader(cfg: DictConfig, model: SpeechLLM, split: str, tasks: list[str] | None = None,
                  need_target: bool = True):
     """A deterministic loader over one split, one example per (clip, task); ``need_target=False``: also the
     tasks a clip has no reference for (replies only)."""
     chosen = {n: t for n, t in reference_tasks(cfg, model.tasks).items() if not tasks or n in tasks}
-    d = cfg.data
-    source = shard_sources(cfg)["test"] if split == "test" else [d.dir]
     dm = ShardDataModule.from_recipe(cfg, model.tasks, model.llm.prompter, eval_tasks=chosen,
-                                     need_target=need_target, test=source, test_split=split)
+                                     need_target=need_target, test=split_source(cfg, split), test_split=split)
     return dm.test_dataloader()
 
 
@@ -183,6 +187,8 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     # tokens, a response many), where mixed batches would all run as long as their longest reply.
     tasks = [n for n in model.tasks if not cfg.eval.tasks or n in cfg.eval.tasks]
     # every task asks about the same clips: each clip's speech tokens are made once (a cascade makes none)
+    read = [cfg.eval.split] + (["train"] if cfg.eval.probe_fit == "train" else [])
+    prepare_evaluation(cfg, model, [(split_source(cfg, split), split) for split in read])  # encoder.speaker_norm
     with gen_path.open("a") as sink, torch.no_grad(), model.remembering_speech() as memo:
         for task in tasks:
             clips_seen: set[str] = set()
@@ -191,7 +197,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
             loader = split_loader(cfg, model, cfg.eval.split, [task], need_target=task != "response")
             for batch in tqdm(loader, desc=f"evaluating {task}", unit="batch"):
                 if cascade == "none":  # the probe's pooled tokens, once per clip (a cascade has none)
-                    speech, lens = model.speech_embeddings(batch.features, batch.feature_lens)
+                    speech, lens = model.speech_embeddings(batch.features, batch.feature_lens, speakers_of(batch.meta))
                     for key, vec, meta in zip(batch.keys, SpeechLLM.pool(speech, lens), batch.meta):
                         pooled.setdefault(key, (vec.float(), meta))
                 clips_seen.update(batch.keys)
@@ -232,16 +238,12 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
 @torch.no_grad()
 def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tuple[torch.Tensor, dict]]:
     """Mean-pooled speech tokens of every clip of ``split`` of ``data.dir`` (the probe's fitting set)."""
-    d = cfg.data  # one item per clip (no examples: the probe needs the speech tokens only)
-    dm = ShardDataModule(test=[d.dir], test_split=split, sample_rate=d.sample_rate, features=build_features(cfg),
-                         max_batch_seconds=d.max_batch_seconds, max_batch_size=d.max_batch_size,
-                         bucket_window=d.bucket_window, num_workers=d.num_workers, seed=d.seed,
-                         prep=build_wave_prep(cfg))
     pooled: dict[str, tuple[torch.Tensor, dict]] = {}
-    for batch in tqdm(dm.test_dataloader(), desc=f"probe: pooling the {split} split", unit="batch"):
+    loader = ShardDataModule.clips_of(cfg, [cfg.data.dir], split).test_dataloader()
+    for batch in tqdm(loader, desc=f"probe: pooling the {split} split", unit="batch"):
         # clips, not examples: the loader's default collate (``datamodules.batching.pad_features``), a dict
         speech, lens = model.speech_embeddings(batch["features"].to(model.device),
-                                               batch["feature_lens"].to(model.device))
+                                               batch["feature_lens"].to(model.device), speakers_of(batch["meta"]))
         for key, vec, meta in zip(batch["keys"], SpeechLLM.pool(speech, lens), batch["meta"]):
             pooled[key] = (vec.float().cpu(), meta)
     return pooled
@@ -253,9 +255,11 @@ def showcase_records(cfg: DictConfig, model: SpeechLLM, out: Path) -> list[dict[
     from paralign.evaluation.reply_emotion import teacher_replies
 
     records: list[dict[str, Any]] = []
+    split = cfg.eval.showcase_split
+    prepare_evaluation(cfg, model, [(split_source(cfg, split), split)])  # encoder.speaker_norm
     with torch.no_grad():
         # replies only: a showcase clip needs no cached teacher reply (teacher.share may leave it out)
-        for batch in split_loader(cfg, model, cfg.eval.showcase_split, ["response"], need_target=False):
+        for batch in split_loader(cfg, model, split, ["response"], need_target=False):
             records += generation_records(model, batch)
         labelled = [r for r in records if r.get("emotion") and r.get("transcript")]
         for r, reply in zip(labelled, teacher_replies(model.llm, labelled, out, cfg.generation.max_new_tokens)):
