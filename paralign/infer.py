@@ -1,8 +1,9 @@
 """``paralign infer``: a user's own recordings in, the frozen LLM's replies out."""
 from __future__ import annotations
 
+import dataclasses
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,14 @@ from clips.examples import Example, collate
 from clips.metadata import MetadataSpec, metadata_text, with_metadata
 from clips.tasks import DEFAULT_INSTRUCTIONS
 from datamodules.features import build_features, build_wave_prep
+from lightning_modules.speaker_norm import SpeakerMeans
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.checkpoint_io import recipe_of_checkpoint
 from paralign.model_folder import load_trained
 from paralign.perceive import perceived_emotions
+
+
+ENROLLED = "enrolled speaker"  # the one speaker of ``Answerer.enrol``
 
 
 class InferenceError(ValueError):
@@ -126,12 +131,34 @@ class Answerer:
         self.model, self.cfg, self.generation = model, cfg, generation
         self.features = build_features(cfg)
         self.prep = build_wave_prep(cfg)
+        self.speaker: str | None = None  # set by ``enrol``
         self.transcriber = transcriber
         if transcriber is None and model.llm.prompter.framing.content == "transcript":
             from lightning_modules.whisper_transcriber import WhisperTranscriber
             from paralign.data import asr_model
 
             self.transcriber = WhisperTranscriber.load(asr_model(cfg), cfg.encoder.cache_dir)
+
+    @torch.no_grad()
+    def enrol(self, waves: Iterable[np.ndarray]) -> int:
+        """Hear every clip from now on as one speaker's, whose mean is that of ``waves`` (a model trained with
+        ``encoder.speaker_norm`` normalised each training speaker so; one clip alone is heard as it is). Returns how
+        many clips it took."""
+        norm = getattr(self.model.encoder, "speaker_norm", None)
+        if norm is None:
+            raise InferenceError("this model was trained without encoder.speaker_norm: it takes no speaker "
+                                 "statistics")
+        means, count = SpeakerMeans(), 0
+        for wave in waves:
+            feats = self.features(self.prep(wave, self.cfg.data.sample_rate))[None].to(self.model.device)
+            states, lens = self.model.encoder.normed_states(feats, torch.tensor([feats.shape[1]], device=feats.device))
+            means.add(states, lens, [ENROLLED])
+            count += 1
+        if count < 2:
+            raise InferenceError(f"one speaker's statistics need at least two of their clips, got {count}")
+        norm.set_means(means.means(), ENROLLED)
+        self.speaker = ENROLLED
+        return count
 
     def answer(self, waves: list[np.ndarray], questions: list[list[Question]]) -> list[Answer]:
         """Each wave's replies to its questions (one batch per distinct template: an emotion answer stops after a
@@ -158,7 +185,8 @@ class Answerer:
         wave = self.prep(wave, self.cfg.data.sample_rate)  # trimmed and levelled as the model's loader did
         # a question the response task was trained with replies as it does (perceive first, where it is on)
         task = next((name for name, t in self.model.tasks.items() if question.template in t.instructions), None)
-        return Example.question("0", self.features(wave), self.model.llm.prompter, user, heard, task)
+        example = Example.question("0", self.features(wave), self.model.llm.prompter, user, heard, task)
+        return dataclasses.replace(example, meta={"speaker": self.speaker}) if self.speaker else example
 
     def answer_files(self, paths: list[str], questions: list[Question],
                      batch_size: int = 8) -> Iterator[list[Answer]]:

@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="method 2 (explicit): metadata text shown next to the speech, e.g. '[emotion: sad; "
                              "valence 1.8, arousal 2.1, dominance 2.4]'; 'auto': predicted by the model's own "
                              "emotion head (the default when the task was trained with metadata)")
+    parser.add_argument("--same-speaker", action="store_true",
+                        help="the --audio files are all one speaker's: a model trained with encoder.speaker_norm "
+                             "hears each relative to that speaker's mean over all of them, as it heard every "
+                             "training speaker (at least two files; without it, each clip is heard as it is)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--batch-size", type=int, default=8,
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --batch-size must be at least 1, got {args.batch_size}")
     if (args.manifest is None) != (args.out is None):
         raise SystemExit("error: --manifest and --out go together (batch inference into a JSONL file)")
+    if args.same_speaker and args.manifest is not None:
+        raise SystemExit("error: --same-speaker takes --audio files (one speaker's), not a --manifest")
     try:
         if args.manifest is not None:
             from paralign.batch_infer import manifest_clips, task_names
@@ -75,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
             model, cfg = load_for_inference(path)
             questions = {task: Question(template, _metadata(args, model, cfg, task))}
         answerer = Answerer(model, cfg, max_new_tokens=args.max_new_tokens, do_sample=args.sample)
+        if args.same_speaker:
+            heard = answerer.enrol(_readable(audio, cfg.data.sample_rate))
+            print(f"infer: one speaker's statistics from {heard} of {len(audio)} files", file=sys.stderr)
         if args.manifest is not None:
             from paralign.batch_infer import answer_manifest
 
@@ -88,6 +97,17 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         raise SystemExit(f"error: {failed} of {len(audio)} files got no reply (the reasons are above)")
     return 0
+
+
+def _readable(paths: list[str], sample_rate: int) -> Iterable:
+    """The waves of the files that can be read (the others get their error when answered)."""
+    from paralign.infer import InferenceError, load_wave
+
+    for path in tqdm(paths, desc="speaker statistics", unit="file"):
+        try:
+            yield load_wave(path, sample_rate)
+        except InferenceError:
+            continue
 
 
 def _metadata(args: argparse.Namespace, model: SpeechLLM, cfg: DictConfig, task: str) -> MetadataFor | None:

@@ -12,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "corpus, scored on another",
         description="Mean-pools every hidden state of the frozen Whisper encoder over each clip, fits a linear "
                     "emotion probe per state on --fit and scores it on --score (the emotions both share), with "
-                    "three normalisations of the pooled features (fitting corpus, per corpus, per speaker). It says "
-                    "how much emotion the frozen features carry across corpora, before any training.")
+                    "four normalisations of the pooled features (fitting corpus, per corpus, per speaker, each "
+                    "speaker's mean removed). It says how much emotion the frozen features carry across corpora, "
+                    "before any training.")
     parser.add_argument("--fit", required=True, help="<importer>=<folder>, e.g. ravdess=/data/RAVDESS")
     parser.add_argument("--score", required=True, help="<importer>=<folder>, e.g. emodb=/data/EmoDB")
     parser.add_argument("--encoder", default="whisper-base", help="a Whisper (default: %(default)s)")
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "below the loudest), as data.trim_silence_db does")
     parser.add_argument("--level-dbfs", type=float, default=None,
                         help="then bring each clip to this RMS level (e.g. -20), as data.level_dbfs does")
+    parser.add_argument("--layer-norm", action="store_true",
+                        help="layer-norm each frame before pooling, as the model's layer mix takes the states")
     parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     parser.set_defaults(func=run)
 
@@ -36,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
     (fit_name, fit), (score_name, score) = corpus_clips(args.fit), corpus_clips(args.score)
     whisper = WhisperTranscriber.load(args.encoder)
     prep = WavePrep(args.trim_db, args.level_dbfs)
-    report = layer_probe((pooled_states(whisper, fit, f"pooling {fit_name}", prep), fit),
-                         (pooled_states(whisper, score, f"pooling {score_name}", prep), score))
+    report = layer_probe((pooled_states(whisper, fit, f"pooling {fit_name}", prep, args.layer_norm), fit),
+                         (pooled_states(whisper, score, f"pooling {score_name}", prep, args.layer_norm), score))
     report = {"encoder": args.encoder, "fit": args.fit, "score": args.score, "trim_db": args.trim_db,
-              "level_dbfs": args.level_dbfs, **report}
+              "level_dbfs": args.level_dbfs, "layer_norm": args.layer_norm, **report}
     print(format_layer_probe(report))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

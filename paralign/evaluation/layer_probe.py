@@ -4,9 +4,11 @@ corpus and scored on another (``paralign probe-layers``).
 It tells how much of the emotion the frozen features carry across recordings, speakers and languages, before any
 training: where the model's own answers stand against it says whether the gap is in the features or in what
 training made of them. Each clip is mean-pooled per hidden state (the conv stem's output, then each layer's) over
-its real length. Three normalisations of the pooled features are compared, as cross-corpus work does: statistics
-of the fitting corpus for both (none), each corpus standardised by its own statistics (corpus), and each speaker
-standardised by their own clips (speaker; a speaker with one clip is left as the corpus is).
+its real length (``layer_norm``: each frame layer-normed first, as the model's layer mix takes them). Four
+normalisations of the pooled features are compared, as cross-corpus work does: statistics of the fitting corpus for
+both (none), each corpus standardised by its own statistics (corpus), each speaker standardised by their own clips
+(speaker; a speaker with one clip is left as the corpus is), and each speaker's mean removed, their spread kept
+(speaker mean: what ``encoder.speaker_norm`` does in the model).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from clips.vocab import EMOTIONS
 from scoring.probe import fit_probe_accuracy
 
 log = logging.getLogger(__name__)
-NORMALISATIONS = ("none", "corpus", "speaker")
+NORMALISATIONS = ("none", "corpus", "speaker", "speaker mean")
 
 
 def corpus_clips(entry: str) -> tuple[str, list[dict[str, Any]]]:
@@ -43,9 +45,10 @@ def corpus_clips(entry: str) -> tuple[str, list[dict[str, Any]]]:
 
 @torch.no_grad()
 def pooled_states(transcriber: Any, records: list[dict[str, Any]], desc: str,
-                  prep: WavePrep | None = None) -> np.ndarray:
+                  prep: WavePrep | None = None, layer_norm: bool = False) -> np.ndarray:
     """``[clips, hidden states, d_model]``: each clip's mean over its frames of every hidden state of Whisper
-    (``prep``: each wave trimmed and levelled first, as ``data.trim_silence_db`` and ``data.level_dbfs`` do)."""
+    (``prep``: each wave trimmed and levelled first, as ``data.trim_silence_db`` and ``data.level_dbfs`` do;
+    ``layer_norm``: each frame layer-normed before the mean)."""
     rate = transcriber.extractor.sampling_rate
     out = []
     for record in tqdm(records, desc=desc, unit="clip"):
@@ -55,6 +58,8 @@ def pooled_states(transcriber: Any, records: list[dict[str, Any]], desc: str,
         feats = transcriber.features(wave)[None]
         states, lens = transcriber.encoder.hidden_states(feats, torch.tensor([feats.shape[1]]))
         n = int(lens[0])
+        if layer_norm:
+            states = [torch.nn.functional.layer_norm(s, s.shape[-1:]) for s in states]
         out.append(torch.stack([s[0, :n].mean(0) for s in states]).float().numpy())
     return np.stack(out)
 
@@ -70,8 +75,10 @@ def normalised(x: np.ndarray, speakers: list[str], how: str, stats: tuple[np.nda
     out = normalised(x, speakers, "corpus")
     for speaker, count in Counter(speakers).items():
         rows = [i for i, s in enumerate(speakers) if s == speaker]
-        if count > 1:
+        if count > 1 and how == "speaker":
             out[rows] = (x[rows] - x[rows].mean(0)) / np.maximum(x[rows].std(0), 1e-6)
+        elif count > 1:  # speaker mean (the probe standardises by the fitting set afterwards)
+            out[rows] = x[rows] - x[rows].mean(0)
     return out
 
 

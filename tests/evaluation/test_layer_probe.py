@@ -37,6 +37,8 @@ def test_speaker_normalisation_removes_a_speaker_offset():
     x = np.array([[1.0, 10.0], [3.0, 14.0], [101.0, -5.0], [103.0, -1.0]])
     out = normalised(x, ["a", "a", "b", "b"], "speaker")
     assert np.allclose(out[:2], out[2:])
+    out = normalised(x, ["a", "a", "b", "b"], "speaker mean")  # the spread kept: what encoder.speaker_norm does
+    assert np.allclose(out[:2], out[2:]) and np.allclose(out[1] - out[0], x[1] - x[0])
 
 
 def test_a_corpus_entry_names_its_importer():
