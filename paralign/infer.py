@@ -24,7 +24,6 @@ from paralign.checkpoint_io import recipe_of_checkpoint
 from paralign.model_folder import load_trained
 from paralign.perceive import perceived_emotions
 
-
 ENROLLED = "enrolled speaker"  # the one speaker of ``Answerer.enrol``
 
 
