@@ -3,8 +3,8 @@
 A model trained on one corpus hears another corpus's speakers and recording chain as a shift of every hidden state:
 the same for all of a speaker's clips, whatever they feel. Removing each speaker's mean leaves what changes between
 their clips, which is where the emotion is. Measured with a linear probe on the frozen Whisper-base's layer-normed
-hidden states, fitted on RAVDESS actors 01-12 and scored on EmoDB (trimmed, levelled): best hidden state 0.564 ->
-0.643, their plain average 0.414 -> 0.604; scaling each speaker's spread too did no better (0.637, 0.593).
+hidden states, fitted on RAVDESS and scored on EmoDB (``paralign probe-layers --trim-db 40 --level-dbfs -20
+--layer-norm``): best state 0.564 -> 0.654. The model trained with it on RAVDESS did not gain on EmoDB (README, Data).
 
 The statistics are of the frozen encoder's layer-normed hidden states over all of a speaker's frames. They need no
 label, only several clips of the speaker: computed before training (the training split's mean over all its frames is
