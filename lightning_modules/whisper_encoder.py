@@ -8,6 +8,7 @@ padded frames masked out of attention, so each clip's output is what it would be
 from __future__ import annotations
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from lightning_modules.speaker_norm import SpeakerNorm, Speakers
@@ -150,4 +151,5 @@ def build_whisper_encoder(cfg, model: nn.Module | None = None) -> WhisperSpeechE
         lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.lora_targets))
     return WhisperSpeechEncoder(encoder, layer=cfg.layer, trainable_layers=cfg.trainable_layers or 0, lora=lora,
-                                mix=cfg.layer_mix, speaker_norm=cfg.speaker_norm)
+                                # run folders from before the key: off
+                                mix=cfg.layer_mix, speaker_norm=OmegaConf.select(cfg, "speaker_norm", default=False))

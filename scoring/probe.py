@@ -55,3 +55,18 @@ def probe_accuracy(kind: str, pooled: Pooled, fit_on: Pooled | None = None, min_
         return None
     return fit_probe_accuracy(torch.stack(fit[0]), torch.tensor(fit[1]), torch.stack(score[0]),
                               torch.tensor(score[1]), len(LABEL_SETS[kind]))
+
+
+@torch.no_grad()
+def head_accuracy(kind: str, head: torch.nn.Module, pooled: Pooled) -> float | None:
+    """Accuracy of the model's own classifier head for ``kind`` on the pooled tokens of the labelled clips of
+    ``pooled`` (None without one): trained with the model, it reads the tokens the LLM is given, so it tells a
+    reading gap (the head right, the LLM's answer wrong) from a features gap."""
+    rows = [(vec, label_class(kind, meta)) for vec, meta in pooled.values()]
+    rows = [(vec, y) for vec, y in rows if y is not None]
+    if not rows:
+        return None
+    weight = next(head.parameters())
+    x = torch.stack([vec for vec, _ in rows]).to(device=weight.device, dtype=weight.dtype)
+    predicted = head(x).argmax(-1).cpu()
+    return float((predicted == torch.tensor([y for _, y in rows])).float().mean())

@@ -181,6 +181,12 @@ def render_markdown(metrics: dict[str, Any], generations: Sequence[dict[str, Any
                   f"LLM puts it in words), fitted on {probe.get('fitted_on', 'half of the evaluated clips')}:", ""]
         lines += [f"- {kind}: accuracy {probe[kind]:.3f}" for kind in ("emotion", "style")
                   if probe.get(kind) is not None] + [""]
+    heads = {kind: v for kind, v in (metrics.get("heads") or {}).items() if v is not None}
+    if heads:
+        lines += ["## The model's classifier heads", "",
+                  "Its own heads, trained with it on the same pooled tokens (argmax over every label they know): "
+                  "right where the LLM's answers are wrong means the tokens carry it and the LLM does not read it.",
+                  ""] + [f"- {kind}: accuracy {v:.3f}" for kind, v in heads.items()] + [""]
     if metrics.get("judge"):
         lines += _judge_section(metrics["judge"])
     return "\n".join(lines).rstrip() + "\n"

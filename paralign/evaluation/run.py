@@ -29,7 +29,7 @@ from paralign.data import shard_sources
 from paralign.model_folder import load_trained
 from paralign.perceive import perceived_emotions
 from paralign.speaker_statistics import prepare_evaluation
-from scoring.probe import Pooled, probe_accuracy
+from scoring.probe import Pooled, head_accuracy, probe_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,8 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
                                    reply_emotion_ceiling=reply["ceiling"])
         metrics["reply_emotion"] = reply
     metrics["probe"] = probe_accuracies(pooled, fit_on)
+    if pooled:  # the model's own heads on the same tokens (a cascade has none)
+        metrics["heads"] = {kind: head_accuracy(kind, head, pooled) for kind, head in model.classifiers.items()}
     if pooled:  # a cascade has no speech tokens to probe
         metrics["probe"]["fitted_on"] = "train split" if fit_on is not None else "half of the evaluated clips"
     metrics["checkpoint"] = str(ckpt) if ckpt else f"none (cascade: {cascade})"

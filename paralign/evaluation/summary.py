@@ -17,6 +17,11 @@ def _estimate(metrics: dict[str, Any], task: str, name: str) -> str:
     return f"{entry['value']:.3f}{ci}, n={entry.get('n', '?')}"
 
 
+def _head(metrics: dict[str, Any]) -> str:
+    value = (metrics.get("heads") or {}).get("emotion")
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def print_headline(metrics: dict[str, Any]) -> None:
     probe = metrics.get("probe", {})
     lines = [
@@ -26,6 +31,7 @@ def print_headline(metrics: dict[str, Any]) -> None:
         f"  linear probe on speech tokens, emotion:              "
         f"{probe.get('emotion') if probe.get('emotion') is None else round(probe['emotion'], 3)}"
         f" (fitted on {probe.get('fitted_on', 'half of the evaluated clips')})",
+        f"  the model's emotion head on the same tokens:         {_head(metrics)}",
         f"  response ROUGE-L vs the emotion-aware text replies:  {_estimate(metrics, 'response', 'rougeL')}",
         f"  response semantic similarity to those replies:       "
         f"{_estimate(metrics, 'response', 'semantic_similarity')}",
@@ -47,6 +53,7 @@ def print_cross_corpus(results: dict[str, dict[str, Any]]) -> None:
         print(f"\nzero-shot on {name} ({metrics['cross_corpus']['source']}; {shared}):")
         print(f"  emotion accuracy of the LLM's own answers: {_estimate(metrics, 'emotion', 'accuracy')}; "
               f"macro-F1 {_estimate(metrics, 'emotion', 'macro_f1')}")
+        print(f"  the model's emotion head on its speech tokens: {_head(metrics)} (every label it knows)")
         per = metrics.get("tasks", {}).get("emotion", {}).get("per_emotion", {}).get("accuracy", {})
         if per:
             print("  per emotion: " + ", ".join(f"{e} {v['value']:.2f} (n={v['n']})" for e, v in sorted(per.items())

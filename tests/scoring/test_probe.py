@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from scoring.probe import probe_accuracy
+from clips.vocab import EMOTIONS
+from scoring.probe import head_accuracy, probe_accuracy
 
 
 def _pooled(n: int, separable: bool, seed: int = 0, prefix: str = "c") -> dict:
@@ -30,3 +31,18 @@ def test_too_few_clips_or_one_class_gives_no_figure():
     assert probe_accuracy("emotion", _pooled(6, separable=True)) is None
     one_class = {k: (v, {"emotion": "sad"}) for k, (v, _) in _pooled(40, separable=True).items()}
     assert probe_accuracy("emotion", one_class) is None
+
+
+def test_the_models_head_is_scored_on_the_labelled_clips_only():
+    head = torch.nn.Linear(len(EMOTIONS), len(EMOTIONS), bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(len(EMOTIONS)))  # reads the class off a one-hot token
+    one_hot = torch.eye(len(EMOTIONS))
+    pooled = {
+        "a": (one_hot[EMOTIONS.index("sad")], {"emotion": "sad"}),  # right
+        "b": (one_hot[EMOTIONS.index("sad")], {"emotion": "angry"}),  # wrong
+        "c": (one_hot[EMOTIONS.index("happy")], {"emotion": "happy"}),  # right
+        "d": (one_hot[0], {}),  # no label: not scored
+    }
+    assert abs(head_accuracy("emotion", head, pooled) - 2 / 3) < 1e-6
+    assert head_accuracy("emotion", head, {"d": pooled["d"]}) is None
