@@ -30,14 +30,16 @@ class SpeakerNorm(nn.Module):
         super().__init__()
         self.register_buffer("reference", torch.zeros(n_states, dim))  # in checkpoints: the training corpus's mean
         self.offsets: dict[str, torch.Tensor] = {}  # not in checkpoints: remade from the clips at hand
-        self.source: str | None = None  # what the offsets were computed from (a run re-uses them when it matches)
+        self.source: frozenset[str] = frozenset()  # what the offsets came from (``split:shards``), to re-use them
 
-    def set_means(self, means: dict[str, torch.Tensor], source: str, reference: torch.Tensor | None = None) -> None:
-        """Speaker means (``[n_states, D]`` each) to normalise by; ``reference``: a new training corpus mean."""
+    def set_means(self, means: dict[str, torch.Tensor], source: Iterable[str],
+                  reference: torch.Tensor | None = None) -> None:
+        """Speaker means (``[n_states, D]`` each) to normalise by, computed from ``source``; ``reference``: a new
+        training corpus mean."""
         if reference is not None:
             self.reference.copy_(reference)
         self.offsets = {name: (self.reference.cpu() - mean).float() for name, mean in means.items()}
-        self.source = source
+        self.source = frozenset(source)
 
     def forward(self, states: list[torch.Tensor], speakers: Speakers) -> list[torch.Tensor]:
         if not speakers or not self.offsets:

@@ -155,7 +155,7 @@ class Answerer:
             count += 1
         if count < 2:
             raise InferenceError(f"one speaker's statistics need at least two of their clips, got {count}")
-        norm.set_means(means.means(), ENROLLED)
+        norm.set_means(means.means(), {ENROLLED})
         self.speaker = ENROLLED
         return count
 

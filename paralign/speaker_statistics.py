@@ -62,7 +62,7 @@ def prepare_evaluation(cfg: DictConfig, model: SpeechLLM, parts: list[Part]) -> 
     if norm is None:
         return
     label = _label(parts)
-    if norm.source is not None and label <= norm.source:
+    if label <= norm.source:
         return
     acc = _accumulate(cfg, model, parts)
     norm.set_means(acc.means(), label)

@@ -32,7 +32,7 @@ def test_each_speakers_mean_state_becomes_the_reference_and_an_unknown_speaker_i
     clips = {"a": _speaker_clips(enc, 0.0, 0), "b": _speaker_clips(enc, 3.0, 10)}
     acc = _means(enc, clips)
     reference = acc.overall()
-    enc.speaker_norm.set_means(acc.means(), "test", reference=reference)
+    enc.speaker_norm.set_means(acc.means(), {"test"}, reference=reference)
     feats, lens = clips["b"]
     with torch.no_grad():
         states, out_lens = enc.normed_states(feats, lens)
