@@ -123,6 +123,42 @@ class FrozenLLM(nn.Module):
         return logits, shifted[where], rows
 
     @torch.no_grad()
+    def continuation_logprobs(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                              continuations: list[list[int]]) -> torch.Tensor:
+        """Summed log-probability of each of K token-id continuations after each of B left-padded spliced prompts
+        ([B, K]; the closed-set reading of a question). The prompt runs once, with its KV cache; the K
+        continuations run against copies of that cache, so scoring K answers costs about one prompt pass."""
+        return self("continuation_logprobs", inputs_embeds, attention_mask, continuations)
+
+    def _continuation_logprobs(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                               continuations: list[list[int]]) -> torch.Tensor:
+        device, rows, k = inputs_embeds.device, inputs_embeds.shape[0], len(continuations)
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                         position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
+        first = out.logits[:, -1].float().log_softmax(-1)
+        total = first[:, [c[0] for c in continuations]]  # the first token of each, after the prompt
+        width = max(len(c) for c in continuations) - 1
+        if width == 0:
+            return total
+        # each continuation's tokens but its last as input, its tokens but its first as what they must predict
+        ids = torch.full((k, width), self.pad_id, dtype=torch.long)
+        wanted = torch.zeros((k, width), dtype=torch.long)
+        valid = torch.zeros((k, width), dtype=torch.bool)
+        for i, c in enumerate(continuations):
+            ids[i, :len(c) - 1], wanted[i, :len(c) - 1], valid[i, :len(c) - 1] = torch.tensor(c[:-1]), \
+                torch.tensor(c[1:]), True
+        ids, wanted, valid = (x.to(device).repeat(rows, 1) for x in (ids, wanted, valid))  # row b * k + i
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(k)
+        mask = torch.cat([attention_mask.repeat_interleave(k, 0), valid.to(attention_mask.dtype)], dim=1)
+        start = attention_mask.sum(-1).repeat_interleave(k)
+        positions = start[:, None] + torch.arange(width, device=device)[None, :]
+        logits = self.model(inputs_embeds=self._embed(ids).to(inputs_embeds.dtype), attention_mask=mask,
+                            position_ids=positions, past_key_values=cache, use_cache=True).logits
+        picked = logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
+        return total + (picked * valid).sum(-1).view(rows, k)
+
+    @torch.no_grad()
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int = 64,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0) -> list[str]:
         """Replies for a left-padded batch of spliced prompts (KV cache on)."""

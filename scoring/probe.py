@@ -7,6 +7,7 @@ and evaluation (`paralign eval`) use this one function.
 from __future__ import annotations
 
 import zlib
+from typing import Sequence
 
 import torch
 
@@ -58,15 +59,22 @@ def probe_accuracy(kind: str, pooled: Pooled, fit_on: Pooled | None = None, min_
 
 
 @torch.no_grad()
-def head_accuracy(kind: str, head: torch.nn.Module, pooled: Pooled) -> float | None:
+def head_accuracy(kind: str, head: torch.nn.Module, pooled: Pooled, among: Sequence[str] | None = None
+                  ) -> float | None:
     """Accuracy of the model's own classifier head for ``kind`` on the pooled tokens of the labelled clips of
     ``pooled`` (None without one): trained with the model, it reads the tokens the LLM is given, so it tells a
-    reading gap (the head right, the LLM's answer wrong) from a features gap."""
+    reading gap (the head right, the LLM's answer wrong) from a features gap. ``among``: the argmax over these
+    labels only (a closed set, e.g. the emotions another corpus shares); None: over every label it knows."""
     rows = [(vec, label_class(kind, meta)) for vec, meta in pooled.values()]
     rows = [(vec, y) for vec, y in rows if y is not None]
     if not rows:
         return None
     weight = next(head.parameters())
     x = torch.stack([vec for vec, _ in rows]).to(device=weight.device, dtype=weight.dtype)
-    predicted = head(x).argmax(-1).cpu()
+    logits = head(x)
+    if among is not None:
+        keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        keep[[LABEL_SETS[kind].index(label) for label in among]] = True
+        logits = logits.masked_fill(~keep, float("-inf"))
+    predicted = logits.argmax(-1).cpu()
     return float((predicted == torch.tensor([y for _, y in rows])).float().mean())

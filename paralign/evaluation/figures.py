@@ -18,6 +18,7 @@ from paralign.evaluation.judge import RUBRIC, Judge, summarize
 from paralign.evaluation.judge_validation import validate_judge
 from scoring import metrics as M
 from scoring.answers import label_truth, score_answers
+from scoring.closed_set import closed_set_metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _label_task(task: str, items: list[dict], embedder, n_boot: int, seed: int) 
     scored = score_answers(task, [g["reply"] for g in items], items, embedder=embedder)
     pred, correct = scored.predicted, scored.correct
     pairs = list(zip(pred, scored.reference))
-    return {
+    entry = {
         "n": len(items),
         "metrics": {
             "accuracy": _ci(pairs, M.pairwise(M.accuracy), n_boot=n_boot, seed=seed),
@@ -57,6 +58,12 @@ def _label_task(task: str, items: list[dict], embedder, n_boot: int, seed: int) 
         "per_emotion": {"accuracy": M.group_means([float(c) for c in correct], [g.get("emotion") for g in items])},
         "_correct": correct,
     }
+    closed = closed_set_metrics(items, n_boot, seed) if task == "emotion" else None
+    if closed is not None:  # the LLM's likeliest answer among the evaluated clips' emotions
+        entry["metrics"].update(accuracy_closed_set=closed["accuracy"], macro_f1_closed_set=closed["macro_f1"])
+        entry["per_emotion"]["accuracy_closed_set"] = closed["per_emotion"]
+        entry["closed_set"] = {"labels": closed["labels"], "confusion": closed["confusion"]}
+    return entry
 
 
 def _text_task(items: list[dict], embedder, judge: Judge | None, n_boot: int, seed: int) -> dict[str, Any]:

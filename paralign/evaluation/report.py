@@ -24,6 +24,10 @@ METRIC_HELP: dict[str, str] = {
     "macro_f1": "unweighted mean over labels of the per-label F1 of the matched answers (rare labels weigh as "
                 "much as common ones)",
     "unmatched_rate": "share of answers that named no label at all (keyword and embedding match both failed)",
+    "accuracy_closed_set": "the LLM's closed-set answer: of the evaluated clips' emotions, the one whose answer "
+                           "(\"The speaker sounds sad.\") it finds likeliest after the same prompt and speech, "
+                           "right or wrong; the protocol of cross-corpus emotion recognition (the shared emotions)",
+    "macro_f1_closed_set": "macro-F1 of those closed-set answers",
     "rouge1": "ROUGE-1 F: unigram overlap of the reply with the teacher's text-prompted reply, 0-1",
     "rougeL": "ROUGE-L F: longest-common-subsequence overlap of the reply with the teacher reply, 0-1",
     "semantic_similarity": "cosine of MiniLM sentence embeddings of the reply and the teacher reply "
@@ -173,6 +177,9 @@ def render_markdown(metrics: dict[str, Any], generations: Sequence[dict[str, Any
             lines += _breakdown_table(entry["per_question_type"], "question type") + [""]
         if task in plots:
             lines += [f"![confusion matrix of the {task} task]({plots[task]})", ""]
+        if entry.get("closed_set") and f"{task}_closed_set" in plots:
+            lines += [f"Closed-set answers, over {', '.join(entry['closed_set']['labels'])}:", "",
+                      f"![confusion matrix of the closed-set answers]({plots[f'{task}_closed_set']})", ""]
         lines += _examples(generations, task)
     probe = metrics.get("probe") or {}
     if any(probe.get(kind) is not None for kind in ("emotion", "style")):
@@ -186,7 +193,10 @@ def render_markdown(metrics: dict[str, Any], generations: Sequence[dict[str, Any
         lines += ["## The model's classifier heads", "",
                   "Its own heads, trained with it on the same pooled tokens (argmax over every label they know): "
                   "right where the LLM's answers are wrong means the tokens carry it and the LLM does not read it.",
-                  ""] + [f"- {kind}: accuracy {v:.3f}" for kind, v in heads.items()] + [""]
+                  ""] + [f"- {kind}: accuracy {v:.3f}" for kind, v in heads.items()]
+        closed = {kind: v for kind, v in (metrics.get("heads_closed_set") or {}).items() if v is not None}
+        lines += [f"- {kind}, argmax over the evaluated clips' labels only (the closed set): accuracy {v:.3f}"
+                  for kind, v in closed.items()] + [""]
     if metrics.get("judge"):
         lines += _judge_section(metrics["judge"])
     return "\n".join(lines).rstrip() + "\n"
@@ -209,6 +219,11 @@ def write_report(
             name = f"confusion_{task}.png"
             plot_confusion(entry["confusion"], eval_dir / name, title=f"{task}: true label vs matched answer")
             plots[task] = name
+        if entry.get("closed_set"):
+            name = f"confusion_{task}_closed_set.png"
+            plot_confusion(entry["closed_set"]["confusion"], eval_dir / name,
+                           title=f"{task}: true label vs the likeliest answer of the closed set")
+            plots[f"{task}_closed_set"] = name
     report = eval_dir / "report.md"
     report.write_text(render_markdown(metrics, generations, plots, title))
     return report

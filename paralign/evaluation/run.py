@@ -26,12 +26,16 @@ from datamodules.datamodule import ShardDataModule
 from lightning_modules.speaker_norm import speakers_of
 from lightning_modules.speech_llm import SpeechLLM
 from paralign.data import shard_sources
+from paralign.evaluation.answer_likelihood import answer_logprobs
 from paralign.model_folder import load_trained
 from paralign.perceive import perceived_emotions
 from paralign.speaker_statistics import prepare_evaluation
 from scoring.probe import Pooled, head_accuracy, probe_accuracy
 
 log = logging.getLogger(__name__)
+# What a generation record holds; a cut evaluation's records of an older version are made afresh (2: the emotion
+# task's records carry the likelihood of each emotion's answer, ``answer_logp``)
+RECORDS_VERSION = 2
 
 
 def reference_tasks(cfg: DictConfig, tasks: dict[str, Task]) -> dict[str, Task]:
@@ -112,6 +116,7 @@ def model_fingerprint(cfg: DictConfig, model: SpeechLLM) -> str:
     if cfg.data.get("level_dbfs") is not None:  # only where set: earlier evaluations keep their fingerprint
         shaping["data"]["level_dbfs"] = cfg.data.level_dbfs
     shaping["eval"] = {key: cfg.eval[key] for key in ("split", "reference_variant", "cascade")}
+    shaping["records"] = RECORDS_VERSION
     digest.update(json.dumps(shaping, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
@@ -195,6 +200,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
             # every clip gets a response (the reply emotion measure needs no cached teacher reply; ROUGE-L and
             # similarity are scored where one exists)
             loader = split_loader(cfg, model, cfg.eval.split, [task], need_target=task != "response")
+            closed_set = cascade == "none" and task == "emotion" and model.tasks[task].target == "label"
             for batch in tqdm(loader, desc=f"evaluating {task}", unit="batch"):
                 if cascade == "none":  # the probe's pooled tokens, once per clip (a cascade has none)
                     speech, lens = model.speech_embeddings(batch.features, batch.feature_lens, speakers_of(batch.meta))
@@ -203,6 +209,9 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
                 clips_seen.update(batch.keys)
                 if not all((k, t) in done for k, t in zip(batch.keys, batch.task)):
                     new = generation_records(model, batch, cascade)
+                    if closed_set:  # the likelihood of each emotion's answer after the same prompt
+                        for rec, logp in zip(new, answer_logprobs(model, batch, model.tasks[task])):
+                            rec["answer_logp"] = logp
                     for rec in new:
                         sink.write(json.dumps(rec) + "\n")
                     sink.flush()
@@ -227,6 +236,10 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     metrics["probe"] = probe_accuracies(pooled, fit_on)
     if pooled:  # the model's own heads on the same tokens (a cascade has none)
         metrics["heads"] = {kind: head_accuracy(kind, head, pooled) for kind, head in model.classifiers.items()}
+        closed = (metrics["tasks"].get("emotion") or {}).get("closed_set")
+        if closed and "emotion" in model.classifiers:  # the head over the same closed set as the LLM's likelihoods
+            metrics["heads_closed_set"] = {"emotion": head_accuracy("emotion", model.classifiers["emotion"], pooled,
+                                                                    among=closed["labels"])}
     if pooled:  # a cascade has no speech tokens to probe
         metrics["probe"]["fitted_on"] = "train split" if fit_on is not None else "half of the evaluated clips"
     metrics["checkpoint"] = str(ckpt) if ckpt else f"none (cascade: {cascade})"

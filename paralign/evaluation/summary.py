@@ -17,8 +17,8 @@ def _estimate(metrics: dict[str, Any], task: str, name: str) -> str:
     return f"{entry['value']:.3f}{ci}, n={entry.get('n', '?')}"
 
 
-def _head(metrics: dict[str, Any]) -> str:
-    value = (metrics.get("heads") or {}).get("emotion")
+def _head(metrics: dict[str, Any], key: str = "heads") -> str:
+    value = (metrics.get(key) or {}).get("emotion")
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -32,6 +32,8 @@ def print_headline(metrics: dict[str, Any]) -> None:
         f"{probe.get('emotion') if probe.get('emotion') is None else round(probe['emotion'], 3)}"
         f" (fitted on {probe.get('fitted_on', 'half of the evaluated clips')})",
         f"  the model's emotion head on the same tokens:         {_head(metrics)}",
+        f"  closed set (the likeliest of the clips' emotions):   LLM "
+        f"{_estimate(metrics, 'emotion', 'accuracy_closed_set')}; head {_head(metrics, 'heads_closed_set')}",
         f"  response ROUGE-L vs the emotion-aware text replies:  {_estimate(metrics, 'response', 'rougeL')}",
         f"  response semantic similarity to those replies:       "
         f"{_estimate(metrics, 'response', 'semantic_similarity')}",
@@ -54,6 +56,9 @@ def print_cross_corpus(results: dict[str, dict[str, Any]]) -> None:
         print(f"  emotion accuracy of the LLM's own answers: {_estimate(metrics, 'emotion', 'accuracy')}; "
               f"macro-F1 {_estimate(metrics, 'emotion', 'macro_f1')}")
         print(f"  the model's emotion head on its speech tokens: {_head(metrics)} (every label it knows)")
+        print(f"  closed set, the likeliest of the shared emotions: LLM "
+              f"{_estimate(metrics, 'emotion', 'accuracy_closed_set')}; macro-F1 "
+              f"{_estimate(metrics, 'emotion', 'macro_f1_closed_set')}; head {_head(metrics, 'heads_closed_set')}")
         per = metrics.get("tasks", {}).get("emotion", {}).get("per_emotion", {}).get("accuracy", {})
         if per:
             print("  per emotion: " + ", ".join(f"{e} {v['value']:.2f} (n={v['n']})" for e, v in sorted(per.items())
@@ -84,9 +89,9 @@ def print_showcase(records: list[dict[str, Any]]) -> None:
 def evaluate_and_print(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path) -> None:
     """``paralign eval`` and the end of ``paralign train`` (``eval.after_train``): the held-out evaluation, the
     showcase (``eval.showcase_split``) and the zero-shot figures on other corpora (``eval.cross_corpus``), printed."""
+    from paralign.evaluation.cross_corpus import OUT, evaluate_cross_corpus
     from paralign.evaluation.run import evaluate, showcase_records
     from paralign.model_folder import load_trained
-    from paralign.evaluation.cross_corpus import OUT, evaluate_cross_corpus
 
     run_dir = Path(run_dir)
     model = load_trained(cfg, ckpt) if ckpt is not None else None  # once, for all three

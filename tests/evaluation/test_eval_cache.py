@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from clips.vocab import EMOTIONS
 from paralign.cli import main
 
 
@@ -34,6 +35,10 @@ def test_each_checkpoint_gets_its_own_answers(tmp_path, caplog):
     assert "holds the replies of another model" in caplog.text and str(early) in caplog.text
     last_metrics, last_replies = json.loads((out / "metrics.json").read_text()), _replies(out)
     assert last_metrics["model_fingerprint"] != early_metrics["model_fingerprint"]
+    # every emotion answer carries the likelihood of each emotion's answer: the closed-set figure
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert rows and all(set(r["answer_logp"]) == set(EMOTIONS) for r in rows if r["task"] == "emotion")
+    assert last_metrics["tasks"]["emotion"]["metrics"]["accuracy_closed_set"]["n"] == len(rows)
     assert json.loads((out / "generations.model.json").read_text())["source"].endswith("last.ckpt")
 
     # The same replies as an evaluation of last.ckpt in a folder that never saw another model

@@ -95,3 +95,29 @@ def test_write_report_end_to_end(scored, tmp_path):
     assert "Judge validation on 8 emotion answers: point-biserial r = 1.000" in text
     assert "| happy | 1.000 (2) |" in text  # per-emotion accuracy row
     assert "dance: unknown task: 1" in text
+
+
+def test_closed_set_answers_are_scored_and_reported_beside_the_free_ones(generations, bow_embedder, tmp_path):
+    from clips.vocab import EMOTIONS
+
+    gens = [dict(g) for g in generations]
+    for i, g in enumerate(r for r in gens if r["task"] == "emotion"):
+        # the free answers are right on even clips; the likeliest answer is "calm" (no clip's emotion), then the
+        # true one on the first four clips and "sad" on the rest
+        second = g["emotion"] if i < 4 else "sad"
+        g["answer_logp"] = {e: -1.0 if e == "calm" else -2.0 if e == second else -9.0 for e in EMOTIONS}
+    m = compute_metrics(gens, embedder=bow_embedder, n_boot=100)
+    emotion = m["tasks"]["emotion"]
+    assert emotion["metrics"]["accuracy"]["value"] == 0.5
+    # clips 4-7 are happy, sad, angry, neutral: "sad" is right once
+    assert emotion["metrics"]["accuracy_closed_set"]["value"] == pytest.approx(5 / 8)
+    assert emotion["closed_set"]["labels"] == ["neutral", "happy", "sad", "angry"]
+    assert emotion["per_emotion"]["accuracy_closed_set"]["sad"] == {"value": 1.0, "n": 2}
+    text = write_report(tmp_path / "eval", m, gens, title="Closed set").read_text()
+    assert f"- **accuracy_closed_set**: {METRIC_HELP['accuracy_closed_set']}" in text
+    assert "| accuracy_closed_set | 0.625 [" in text
+    assert "Closed-set answers, over neutral, happy, sad, angry:" in text
+    assert (tmp_path / "eval" / "confusion_emotion_closed_set.png").read_bytes()[:4] == b"\x89PNG"
+    # without likelihoods (a cascade, an older evaluation) there is no closed-set figure, not a wrong one
+    plain = compute_metrics(generations, embedder=bow_embedder, n_boot=100)
+    assert "accuracy_closed_set" not in plain["tasks"]["emotion"]["metrics"]

@@ -46,3 +46,20 @@ def test_the_models_head_is_scored_on_the_labelled_clips_only():
     }
     assert abs(head_accuracy("emotion", head, pooled) - 2 / 3) < 1e-6
     assert head_accuracy("emotion", head, {"d": pooled["d"]}) is None
+
+
+def test_the_head_over_a_closed_set_picks_the_likeliest_label_of_the_set():
+    head = torch.nn.Linear(len(EMOTIONS), len(EMOTIONS), bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(len(EMOTIONS)))
+    # each token favours "calm" most and its clip's true emotion second: wrong over every label, right over a set
+    # without calm (another corpus's emotions)
+
+    def token(second: str) -> torch.Tensor:
+        vec = torch.zeros(len(EMOTIONS))
+        vec[EMOTIONS.index("calm")], vec[EMOTIONS.index(second)] = 2.0, 1.0
+        return vec
+
+    pooled = {"a": (token("sad"), {"emotion": "sad"}), "b": (token("happy"), {"emotion": "happy"})}
+    assert head_accuracy("emotion", head, pooled) == 0.0
+    assert head_accuracy("emotion", head, pooled, among=["happy", "sad"]) == 1.0
