@@ -133,20 +133,31 @@ class FrozenLLM(nn.Module):
     def _continuation_logprobs(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
                                continuations: list[list[int]]) -> torch.Tensor:
         device, rows, k = inputs_embeds.device, inputs_embeds.shape[0], len(continuations)
+        # the tokens every continuation starts with ("The speaker sounds") go with the prompt, once per row
+        shared = _common_prefix(continuations)
+        if shared:
+            ids = torch.tensor(shared, device=device)[None, :].expand(rows, -1)
+            inputs_embeds = torch.cat([inputs_embeds, self._embed(ids).to(inputs_embeds.dtype)], dim=1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, len(shared))], dim=1)
         out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                         position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
-        first = out.logits[:, -1].float().log_softmax(-1)
-        total = first[:, [c[0] for c in continuations]]  # the first token of each, after the prompt
-        width = max(len(c) for c in continuations) - 1
+                         position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+                         logits_to_keep=len(shared) + 1)
+        head = out.logits.float().log_softmax(-1)  # predicts each shared token, then each continuation's next one
+        total = head[:, -1][:, [c[len(shared)] for c in continuations]]
+        if shared:
+            wanted = torch.tensor(shared, device=device)[None, :, None].expand(rows, -1, 1)
+            total = total + head[:, :-1].gather(-1, wanted).squeeze(-1).sum(-1, keepdim=True)
+        rests = [c[len(shared):] for c in continuations]
+        width = max(len(r) for r in rests) - 1
         if width == 0:
             return total
-        # each continuation's tokens but its last as input, its tokens but its first as what they must predict
+        # each continuation's remaining tokens but its last as input, but its first as what they must predict
         ids = torch.full((k, width), self.pad_id, dtype=torch.long)
         wanted = torch.zeros((k, width), dtype=torch.long)
         valid = torch.zeros((k, width), dtype=torch.bool)
-        for i, c in enumerate(continuations):
-            ids[i, :len(c) - 1], wanted[i, :len(c) - 1], valid[i, :len(c) - 1] = torch.tensor(c[:-1]), \
-                torch.tensor(c[1:]), True
+        for i, r in enumerate(rests):
+            ids[i, :len(r) - 1], wanted[i, :len(r) - 1], valid[i, :len(r) - 1] = torch.tensor(r[:-1]), \
+                torch.tensor(r[1:]), True
         ids, wanted, valid = (x.to(device).repeat(rows, 1) for x in (ids, wanted, valid))  # row b * k + i
         cache = out.past_key_values
         cache.batch_repeat_interleave(k)
@@ -183,3 +194,11 @@ class FrozenLLM(nn.Module):
             eos_token_id=self.eos_id, pad_token_id=self.pad_id, use_cache=True,
             synced_gpus=isinstance(self, FSDPModule), **kwargs,
         )
+
+
+def _common_prefix(rows: list[list[int]]) -> list[int]:
+    """The tokens all ``rows`` start with, leaving each at least one of its own."""
+    n = 0
+    while all(len(r) > n + 1 for r in rows) and len({r[n] for r in rows}) == 1:
+        n += 1
+    return rows[0][:n]
