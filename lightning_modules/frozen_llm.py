@@ -132,42 +132,7 @@ class FrozenLLM(nn.Module):
 
     def _continuation_logprobs(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
                                continuations: list[list[int]]) -> torch.Tensor:
-        device, rows, k = inputs_embeds.device, inputs_embeds.shape[0], len(continuations)
-        # the tokens every continuation starts with ("The speaker sounds") go with the prompt, once per row
-        shared = _common_prefix(continuations)
-        if shared:
-            ids = torch.tensor(shared, device=device)[None, :].expand(rows, -1)
-            inputs_embeds = torch.cat([inputs_embeds, self._embed(ids).to(inputs_embeds.dtype)], dim=1)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, len(shared))], dim=1)
-        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                         position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
-                         logits_to_keep=len(shared) + 1)
-        head = out.logits.float().log_softmax(-1)  # predicts each shared token, then each continuation's next one
-        total = head[:, -1][:, [c[len(shared)] for c in continuations]]
-        if shared:
-            wanted = torch.tensor(shared, device=device)[None, :, None].expand(rows, -1, 1)
-            total = total + head[:, :-1].gather(-1, wanted).squeeze(-1).sum(-1, keepdim=True)
-        rests = [c[len(shared):] for c in continuations]
-        width = max(len(r) for r in rests) - 1
-        if width == 0:
-            return total
-        # each continuation's remaining tokens but its last as input, but its first as what they must predict
-        ids = torch.full((k, width), self.pad_id, dtype=torch.long)
-        wanted = torch.zeros((k, width), dtype=torch.long)
-        valid = torch.zeros((k, width), dtype=torch.bool)
-        for i, r in enumerate(rests):
-            ids[i, :len(r) - 1], wanted[i, :len(r) - 1], valid[i, :len(r) - 1] = torch.tensor(r[:-1]), \
-                torch.tensor(r[1:]), True
-        ids, wanted, valid = (x.to(device).repeat(rows, 1) for x in (ids, wanted, valid))  # row b * k + i
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(k)
-        mask = torch.cat([attention_mask.repeat_interleave(k, 0), valid.to(attention_mask.dtype)], dim=1)
-        start = attention_mask.sum(-1).repeat_interleave(k)
-        positions = start[:, None] + torch.arange(width, device=device)[None, :]
-        logits = self.model(inputs_embeds=self._embed(ids).to(inputs_embeds.dtype), attention_mask=mask,
-                            position_ids=positions, past_key_values=cache, use_cache=True).logits
-        picked = logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
-        return total + (picked * valid).sum(-1).view(rows, k)
+        return continuation_logprobs(self.model, inputs_embeds, attention_mask, continuations, self.pad_id)
 
     @torch.no_grad()
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int = 64,
@@ -202,3 +167,46 @@ def _common_prefix(rows: list[list[int]]) -> list[int]:
     while all(len(r) > n + 1 for r in rows) and len({r[n] for r in rows}) == 1:
         n += 1
     return rows[0][:n]
+
+
+def continuation_logprobs(model: PreTrainedModel, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                          continuations: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Summed log-probability of each of K token-id continuations after each of B left-padded prompts ([B, K]) under
+    a causal LM: the prompt, with the opening all continuations share, runs once with its KV cache; the rest of each
+    continuation runs on copies of that cache (the closed-set answers, the local judge's score bands)."""
+    device, rows, k = inputs_embeds.device, inputs_embeds.shape[0], len(continuations)
+    # the tokens every continuation starts with ("The speaker sounds") go with the prompt, once per row
+    shared = _common_prefix(continuations)
+    if shared:
+        ids = torch.tensor(shared, device=device)[None, :].expand(rows, -1)
+        inputs_embeds = torch.cat([inputs_embeds, model.get_input_embeddings()(ids).to(inputs_embeds.dtype)], dim=1)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, len(shared))], dim=1)
+    out = model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+                logits_to_keep=len(shared) + 1)
+    head = out.logits.float().log_softmax(-1)  # predicts each shared token, then each continuation's next one
+    total = head[:, -1][:, [c[len(shared)] for c in continuations]]
+    if shared:
+        wanted = torch.tensor(shared, device=device)[None, :, None].expand(rows, -1, 1)
+        total = total + head[:, :-1].gather(-1, wanted).squeeze(-1).sum(-1, keepdim=True)
+    rests = [c[len(shared):] for c in continuations]
+    width = max(len(r) for r in rests) - 1
+    if width == 0:
+        return total
+    # each continuation's remaining tokens but its last as input, but its first as what they must predict
+    ids = torch.full((k, width), pad_id, dtype=torch.long)
+    wanted = torch.zeros((k, width), dtype=torch.long)
+    valid = torch.zeros((k, width), dtype=torch.bool)
+    for i, r in enumerate(rests):
+        ids[i, :len(r) - 1], wanted[i, :len(r) - 1], valid[i, :len(r) - 1] = torch.tensor(r[:-1]), \
+            torch.tensor(r[1:]), True
+    ids, wanted, valid = (x.to(device).repeat(rows, 1) for x in (ids, wanted, valid))  # row b * k + i
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(k)
+    mask = torch.cat([attention_mask.repeat_interleave(k, 0), valid.to(attention_mask.dtype)], dim=1)
+    start = attention_mask.sum(-1).repeat_interleave(k)
+    positions = start[:, None] + torch.arange(width, device=device)[None, :]
+    logits = model(inputs_embeds=model.get_input_embeddings()(ids).to(inputs_embeds.dtype), attention_mask=mask,
+                   position_ids=positions, past_key_values=cache, use_cache=True).logits
+    picked = logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
+    return total + (picked * valid).sum(-1).view(rows, k)

@@ -277,7 +277,7 @@ class LocalJudge(Judge):
         """``Score: E`` with the band probabilities after it (kept in the cache's ``raw`` for a reader)."""
         import torch
 
-        from clips.padding import pad_rows
+        from lightning_modules.frozen_llm import continuation_logprobs
 
         text = self.tokenizer.apply_chat_template(self._chat(prompt), add_generation_prompt=True, tokenize=False)
         prefix = self.tokenizer(text + "Score: ", add_special_tokens=False)["input_ids"]
@@ -285,20 +285,11 @@ class LocalJudge(Judge):
                    for s in BAND_SCORES]
         device = self.model.device
         with torch.no_grad():
-            # The long rubric prefix once (its KV cache copied to every option), then the short options together.
-            head = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
-            first = head.logits[0, -1].float().log_softmax(-1).cpu()
-            cache = head.past_key_values
-            cache.batch_repeat_interleave(len(options))
-            ids, own = pad_rows(options, self._pad_id())  # right padding: a pad only follows an option's own end
-            width = ids.shape[1]
-            mask = torch.cat([torch.ones(len(options), len(prefix), dtype=torch.long), own], dim=1)
-            tail = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
-                              position_ids=(len(prefix) + torch.arange(width, device=device)).expand(len(options), -1))
-        rest = tail.logits.float().log_softmax(-1).cpu()
-        totals = torch.stack([  # log P(option | prefix): token i scored where token i-1 was read
-            first[option[0]] + sum((rest[row, i - 1, token] for i, token in enumerate(option) if i), torch.zeros(()))
-            for row, option in enumerate(options)])
+            # The long rubric prefix once (its KV cache copied to every option), then the short options together:
+            # log P(option | prefix)
+            ids = torch.tensor([prefix], device=device)
+            totals = continuation_logprobs(self.model, self.model.get_input_embeddings()(ids), torch.ones_like(ids),
+                                           options, self._pad_id())[0].cpu()
         probs = totals.softmax(0)
         expected = float((probs * torch.tensor(BAND_SCORES, dtype=torch.float)).sum())
         shown = " ".join(f"{s}={float(p):.3f}" for s, p in zip(BAND_SCORES, probs))

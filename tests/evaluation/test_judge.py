@@ -255,9 +255,14 @@ class BigramLM(torch.nn.Module):
     def device(self) -> torch.device:
         return self.table.device
 
-    def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=False, position_ids=None):
+    def get_input_embeddings(self):
+        return lambda ids: torch.nn.functional.one_hot(ids, self.table.shape[0]).float()  # read back by argmax
+
+    def forward(self, inputs_embeds, attention_mask=None, past_key_values=None, use_cache=False, position_ids=None,
+                logits_to_keep=0):
         cache = past_key_values or type("Cache", (), {"batch_repeat_interleave": lambda self, n: None})()
-        return type("Output", (), {"logits": self.table[input_ids], "past_key_values": cache})()
+        logits = self.table[inputs_embeds.argmax(-1)][:, -logits_to_keep:]
+        return type("Output", (), {"logits": logits, "past_key_values": cache})()
 
 
 def test_expected_judge_weighs_the_band_scores_by_their_probability(tmp_path):
