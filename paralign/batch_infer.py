@@ -79,12 +79,13 @@ def answer_manifest(answerer: Answerer, clips: list[tuple[str, str]], questions:
     from paralign.evaluation.run import model_fingerprint
 
     out = Path(out)
-    stamp = {"model": model_fingerprint(answerer.cfg, answerer.model), "generation": answerer.generation}
+    stamp = {"model": model_fingerprint(answerer.cfg, answerer.model), "generation": answerer.generation,
+             "closed_set": list(answerer.choices) if answerer.choices else None}
     done = read_cache(out, key="id")
     for clip_id, line in done.items():
         if {k: line.get(k) for k in stamp} != json.loads(json.dumps(stamp)):
-            raise InferenceError(f"{out} holds replies of another model or other generation settings (clip "
-                                 f"{clip_id!r}): give another --out, or remove it to start again")
+            raise InferenceError(f"{out} holds replies of another model or other generation settings (or --choices) "
+                                 f"(clip {clip_id!r}): give another --out, or remove it to start again")
     todo = [(i, p) for i, p in clips if i not in done]
     counts = {"answered": 0, "failed": 0, "skipped": len(clips) - len(todo)}
     tasks = list(questions)
@@ -101,6 +102,8 @@ def answer_manifest(answerer: Answerer, clips: list[tuple[str, str]], questions:
                 replies = dict(zip(tasks, answer.replies))
                 lines[clip_id] = {"audio": path, "replies": replies, "labels": named_labels(replies),
                                   "heard": answer.heard, "perceived": answer.perceived, **stamp}
+                if answer.choices is not None:  # --choices: the emotion question's closed set
+                    lines[clip_id]["choices"] = answer.choices
             append_cache(out, lines, key="id")
             counts["answered"] += len(lines)
             bar.update(len(chunk))

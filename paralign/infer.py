@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ from omegaconf import DictConfig
 from clips.audio import audio_problem, load_audio
 from clips.examples import Example, collate
 from clips.metadata import MetadataSpec, metadata_text, with_metadata
-from clips.tasks import DEFAULT_INSTRUCTIONS
+from clips.tasks import DEFAULT_INSTRUCTIONS, Task
+from clips.vocab import EMOTIONS
 from datamodules.features import build_features, build_wave_prep
 from lightning_modules.speaker_norm import SpeakerMeans
 from lightning_modules.speech_llm import SpeechLLM
@@ -31,12 +32,30 @@ class InferenceError(ValueError):
     """An input the model cannot be asked about (unreadable, empty or silent audio, a bad prompt)."""
 
 
-def user_template(task: str | None, prompt: str | None) -> str:
+def user_template(task: str | None, prompt: str | None, trained: Mapping[str, Task] | None = None) -> str:
+    """The user turn a clip is asked with: ``prompt``, else the instruction the model's ``task`` was trained with
+    (``trained``: the model's tasks; a recipe may train one phrasing only), else the task's default one."""
     if prompt:
         return prompt if "{speech}" in prompt else "{speech}\n" + prompt
     if task not in DEFAULT_INSTRUCTIONS or task == "qa":
         raise InferenceError(f"--task must be one of response, emotion, style, asr (got {task!r}); or give --prompt")
+    if trained is not None and task in trained:
+        return trained[task].instructions[0]
     return DEFAULT_INSTRUCTIONS[task][0]
+
+
+def check_choices(model: SpeechLLM, choices: Sequence[str]) -> tuple[str, ...]:
+    """``choices`` as a closed set of the emotion question, or an InferenceError saying what is wrong with it."""
+    task = model.tasks.get("emotion")
+    if task is None or task.target != "label":
+        raise InferenceError("--choices reads the emotion question's answers: this model was not trained to answer "
+                             "it with an emotion label (tasks.emotion)")
+    unknown = [c for c in choices if c not in EMOTIONS]
+    if unknown:
+        raise InferenceError(f"--choices: unknown emotion {unknown[0]!r} (known: {', '.join(EMOTIONS)})")
+    if len(set(choices)) < 2:
+        raise InferenceError("--choices needs at least two different emotions, e.g. neutral,happy,sad,angry")
+    return tuple(dict.fromkeys(choices))
 
 
 MIN_SECONDS, MAX_SECONDS = 0.1, 60.0
@@ -114,6 +133,12 @@ class Answer:
     error: str | None = None  # why the file got no reply (one line naming it)
     heard: str | None = None  # Whisper's transcript, where the model reads the words (prompt.content: transcript)
     perceived: str | None = None  # the emotion the model named before replying (prompt.perceive)
+    choices: dict[str, float] | None = None  # the emotion question's closed set: each answer's probability in it
+
+    @property
+    def choice(self) -> str | None:
+        """The likeliest of the closed set's emotions (``Answerer(choices=...)``)."""
+        return max(self.choices, key=self.choices.get) if self.choices else None
 
     @property
     def reply(self) -> str | None:
@@ -125,9 +150,12 @@ class Answerer:
     (``prompt.content: transcript``, transcribed here as in training)."""
 
     def __init__(self, model: SpeechLLM, cfg: DictConfig,
-                 transcriber: Callable[[list[np.ndarray]], list[str]] | None = None, **generation: Any) -> None:
-        """``transcriber``: waveforms -> their words, for a model that reads them (default: the recipe's Whisper)."""
+                 transcriber: Callable[[list[np.ndarray]], list[str]] | None = None,
+                 choices: Sequence[str] | None = None, **generation: Any) -> None:
+        """``transcriber``: waveforms -> their words, for a model that reads them (default: the recipe's Whisper).
+        ``choices``: emotions; the emotion question is also answered as the likeliest of them (closed set)."""
         self.model, self.cfg, self.generation = model, cfg, generation
+        self.choices = check_choices(model, choices) if choices else None
         self.features = build_features(cfg)
         self.prep = build_wave_prep(cfg)
         self.speaker: str | None = None  # set by ``enrol``
@@ -177,7 +205,17 @@ class Answerer:
             for (i, j, _), reply, cue in zip(group, self.model.generate(batch, cues=cues, **self.generation), cues):
                 answers[i].replies[j] = reply
                 answers[i].perceived = cue or answers[i].perceived
+            if self.choices and batch.task[0] == "emotion":
+                for (i, _, _), choices in zip(group, self._closed_set(batch)):
+                    answers[i].choices = choices
         return answers
+
+    def _closed_set(self, batch) -> list[dict[str, float]]:
+        """Each row's probability of each of ``choices``' answers, renormalised over them."""
+        from paralign.evaluation.answer_likelihood import answer_logprobs
+
+        rows = answer_logprobs(self.model, batch, self.model.tasks["emotion"], self.choices)
+        return [dict(zip(row, torch.tensor(list(row.values())).softmax(-1).tolist())) for row in rows]
 
     def _example(self, wave: np.ndarray, question: Question, heard: str | None) -> Example:
         user = with_metadata(question.template, question.metadata(wave)) if question.metadata else question.template
@@ -200,7 +238,8 @@ class Answerer:
                     answer.error = str(err)
             readable = [a for a in answers if a.error is None]
             for answer, done in zip(readable, self.answer(waves, [questions] * len(waves))):
-                answer.replies, answer.heard, answer.perceived = done.replies, done.heard, done.perceived
+                answer.replies, answer.heard = done.replies, done.heard
+                answer.perceived, answer.choices = done.perceived, done.choices
             yield answers
 
 

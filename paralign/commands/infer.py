@@ -48,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the --audio files are all one speaker's: a model trained with encoder.speaker_norm "
                              "hears each relative to that speaker's mean over all of them, as it heard every "
                              "training speaker (at least two files; without it, each clip is heard as it is)")
+    parser.add_argument("--choices", default=None,
+                        help="with --task emotion: comma-separated emotions, e.g. neutral,happy,sad,angry; each "
+                             "clip's answer is also read as the likeliest of them (the frozen LLM's likelihood of "
+                             "each answer, as `paralign eval` scores its closed set), printed with each one's "
+                             "probability among them")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--batch-size", type=int, default=8,
@@ -66,21 +71,24 @@ def run(args: argparse.Namespace) -> int:
     if args.same_speaker and args.manifest is not None:
         raise SystemExit("error: --same-speaker takes --audio files (one speaker's), not a --manifest")
     try:
+        choices = _choices(args)
         if args.manifest is not None:
             from paralign.batch_infer import manifest_clips, task_names
 
             clips = manifest_clips(args.manifest)
             model, cfg = load_for_inference(path)
             tasks = task_names(model, args.task)
-            questions = {task: Question(user_template(task, None), _metadata(args, model, cfg, task))
+            questions = {task: Question(user_template(task, None, model.tasks), _metadata(args, model, cfg, task))
                          for task in tasks}
         else:
             task = args.task or "response"
             audio = audio_inputs(args.audio)
-            template = user_template(task, args.prompt)
+            user_template(task, args.prompt)  # a wrong --task is told before the model loads
             model, cfg = load_for_inference(path)
-            questions = {task: Question(template, _metadata(args, model, cfg, task))}
-        answerer = Answerer(model, cfg, max_new_tokens=args.max_new_tokens, do_sample=args.sample)
+            # the phrasing the model was trained with (a recipe may train one only)
+            questions = {task: Question(user_template(task, args.prompt, model.tasks),
+                                        _metadata(args, model, cfg, task))}
+        answerer = Answerer(model, cfg, choices=choices, max_new_tokens=args.max_new_tokens, do_sample=args.sample)
         if args.same_speaker:
             heard = answerer.enrol(_readable(audio, cfg.data.sample_rate))
             print(f"infer: one speaker's statistics from {heard} of {len(audio)} files", file=sys.stderr)
@@ -97,6 +105,14 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         raise SystemExit(f"error: {failed} of {len(audio)} files got no reply (the reasons are above)")
     return 0
+
+
+def _choices(args: argparse.Namespace) -> list[str] | None:
+    if args.choices is None:
+        return None
+    if args.prompt or "emotion" not in (args.task or "response").split(","):
+        raise SystemExit("error: --choices reads the emotion question: give --task emotion (and no --prompt)")
+    return [c.strip() for c in args.choices.split(",") if c.strip()]
 
 
 def _readable(paths: list[str], sample_rate: int) -> Iterable:
@@ -134,12 +150,19 @@ def _print_answers(batches: Iterable[list[Answer]], total: int) -> int:
                     heard = f' (heard: "{answer.heard}")' if answer.heard is not None else ""
                     if answer.perceived is not None:
                         heard += f" (felt: {answer.perceived})"
-                    _write(f"{answer.path}{heard}: {answer.reply.strip()}", sys.stdout)
+                    _write(f"{answer.path}{heard}: {answer.reply.strip()}{_closed_set(answer)}", sys.stdout)
                 else:
                     _write(f"error: {answer.error}", sys.stderr)
                     failed += 1
             bar.update(len(batch))
     return failed
+
+
+def _closed_set(answer: Answer) -> str:
+    if not answer.choices:
+        return ""
+    ranked = sorted(answer.choices.items(), key=lambda kv: -kv[1])
+    return f" [of {', '.join(answer.choices)}: {answer.choice} ({', '.join(f'{e} {p:.2f}' for e, p in ranked)})]"
 
 
 def _write(line: str, stream: IO[str]) -> None:

@@ -117,6 +117,47 @@ def test_infer_answers_in_batches_and_prints_each_batch_when_done(tiny_run, tmp_
     assert out.count("clip4.wav: ") == 1 and "5/5" in err  # the last reply, and the progress bar at its end
 
 
+@pytest.mark.slow
+def test_infer_choices_read_the_emotion_answer_as_the_likeliest_of_a_closed_set(tiny_run, tmp_path, capsys):
+    from paralign.infer import Answerer, Question, load_for_inference, load_wave, user_template
+
+    _, run_dir, _ = tiny_run
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    clips = [str(_tone(tmp_path / f"clip{i}.wav", hz=150 + 90 * i)) for i in range(2)]
+    assert main(["infer", "--ckpt", ckpt, "--audio", *clips, "--task", "emotion", "--choices", "sad,happy,angry",
+                 "--max-new-tokens", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    model, cfg = load_for_inference(ckpt)
+    answerer = Answerer(model, cfg, choices=["sad", "happy", "angry"], max_new_tokens=4)
+    question = Question(user_template("emotion", None, model.tasks))
+    for line, clip in zip(lines, clips):
+        (answer,) = answerer.answer([load_wave(clip, 16000)], [[question]])
+        assert sum(answer.choices.values()) == pytest.approx(1.0) and set(answer.choices) == {"sad", "happy", "angry"}
+        ranked = ", ".join(f"{e} {p:.2f}" for e, p in sorted(answer.choices.items(), key=lambda kv: -kv[1]))
+        assert line.endswith(f" [of sad, happy, angry: {answer.choice} ({ranked})]")
+    for bad, why in ((["--task", "response"], "give --task emotion"),
+                     (["--task", "emotion", "--prompt", "Which?"], "give --task emotion"),
+                     (["--task", "emotion", "--choices", "sad,bored"], "unknown emotion 'bored'"),
+                     (["--task", "emotion", "--choices", "sad"], "at least two different emotions")):
+        args = ["infer", "--ckpt", ckpt, "--audio", clips[0], "--choices", "sad,happy", *bad]
+        with pytest.raises(SystemExit, match=why):
+            main(args)
+
+
+def test_infer_asks_the_emotion_question_in_the_phrasing_the_model_was_trained_with():
+    from clips.tasks import DEFAULT_INSTRUCTIONS, build_tasks
+    from paralign.infer import user_template
+    from tests.lightning_modules.conftest import tiny_cfg
+
+    only = "{speech}\nWhat emotion does the speaker's voice express?"
+    assert DEFAULT_INSTRUCTIONS["emotion"][0] != only  # the demo trains this one phrasing, not the default first one
+    tasks = build_tasks(tiny_cfg({"emotion": {"instructions": [only]}, "response": {}}).tasks)
+    assert user_template("emotion", None, tasks) == only
+    assert user_template("style", None, tasks) == DEFAULT_INSTRUCTIONS["style"][0]  # a task it was not trained on
+    assert user_template("emotion", "Which feeling?", tasks) == "{speech}\nWhich feeling?"
+
+
 def _ravdess_layout(root, emotions: dict[str, str], actors=("01", "02")):
     """Tone clips named and filed as RAVDESS releases them (``Actor_NN/03-01-EE-01-SS-01-NN.wav``)."""
     for actor in actors:

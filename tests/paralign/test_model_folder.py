@@ -105,6 +105,13 @@ def test_batch_inference_writes_a_line_per_clip_and_resumes(exported, tmp_path, 
     # other generation settings never mix into the same file
     with pytest.raises(SystemExit, match="holds replies of another model or other generation settings"):
         main([*args[:-1], "5"])
+    with pytest.raises(SystemExit, match=r"other generation settings \(or --choices\)"):
+        main([*args, "--task", "emotion", "--choices", "sad,happy"])
+    # --choices: the emotion question's closed set on every line
+    closed = tmp_path / "closed.jsonl"
+    assert main([*args[:5], "--out", str(closed), *args[7:], "--task", "emotion", "--choices", "sad,happy"]) == 1
+    for line in map(json.loads, closed.read_text().splitlines()):
+        assert set(line["choices"]) == {"sad", "happy"} and sum(line["choices"].values()) == pytest.approx(1.0)
 
 
 @pytest.mark.slow
