@@ -26,6 +26,7 @@ class FrozenLLM(nn.Module):
         model.requires_grad_(False)
         self.model = model.eval()
         self.prompter = prompter
+        self.share_opening = True  # teacher-forced passes run the rows' shared opening once (``shared_opening``)
         self.model_id = model_id or getattr(model.config, "_name_or_path", "")
         self.pad_id = prompter.pad_id if prompter is not None else None
         self.eos_id = prompter.eos_id if prompter is not None else None
@@ -113,10 +114,23 @@ class FrozenLLM(nn.Module):
 
     def _label_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                       labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden = self.model.get_decoder()(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        decoder = self.model.get_decoder()
+        # Sharded, every rank must make the same passes (their all-gathers pair up): one pass there.
+        alone = self.share_opening and not isinstance(self, FSDPModule)
+        shared = shared_opening(inputs_embeds, attention_mask, labels) if alone else 0
+        cache = None
+        if shared:
+            # The opening every row has alike (system turn, user header) once, on one row and without gradient (the
+            # LLM is frozen and nothing before it learns); the rest of every row runs on copies of its KV cache.
+            with torch.no_grad():
+                cache = decoder(inputs_embeds=inputs_embeds[:1, :shared], attention_mask=attention_mask[:1, :shared],
+                                position_ids=position_ids[:1, :shared], use_cache=True).past_key_values
+            cache.batch_repeat_interleave(inputs_embeds.shape[0])
+        hidden = decoder(
+            inputs_embeds=inputs_embeds[:, shared:], attention_mask=attention_mask,
+            position_ids=position_ids[:, shared:], past_key_values=cache, use_cache=cache is not None,
         ).last_hidden_state
-        shifted = labels[:, 1:]
+        shifted = labels[:, shared + 1:]
         where = shifted != IGNORE_INDEX
         logits = self.model.get_output_embeddings()(hidden[:, :-1][where]).float()
         rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(shifted)[where]
@@ -159,6 +173,21 @@ class FrozenLLM(nn.Module):
             eos_token_id=self.eos_id, pad_token_id=self.pad_id, use_cache=True,
             synced_gpus=isinstance(self, FSDPModule), **kwargs,
         )
+
+
+MIN_SHARED = 4  # a shorter shared opening is not worth its own pass
+
+
+def shared_opening(inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> int:
+    """How many leading positions all rows of a right-padded batch have alike and unlabelled, up to the one before
+    the first label (it predicts that label); 0 when it is too short to save anything or there is one row."""
+    if inputs_embeds.shape[0] < 2:
+        return 0
+    alike = (inputs_embeds == inputs_embeds[:1]).all(-1).all(0) & attention_mask.bool().all(0)
+    n = int(alike.long().cumprod(0).sum())
+    labelled = (labels != IGNORE_INDEX).any(0).nonzero()
+    n = min(n, int(labelled[0]) - 1 if len(labelled) else n, inputs_embeds.shape[1] - 1)
+    return n if n >= MIN_SHARED else 0
 
 
 def _common_prefix(rows: list[list[int]]) -> list[int]:

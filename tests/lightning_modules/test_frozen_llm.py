@@ -67,6 +67,27 @@ def test_loss_equals_hand_computed_reference(model):
     assert torch.allclose(F.cross_entropy(logits, targets), expected, atol=1e-5)
 
 
+def test_the_shared_opening_once_gives_the_loss_and_gradients_of_every_row_in_full(model):
+    import lightning_modules.frozen_llm as frozen_llm
+
+    batch = batch_for(model, [make_clip(0, 120), make_clip(1, 200, "happy"), make_clip(2, 90, "angry")])
+    speech, lens = model.speech_embeddings(batch.features, batch.feature_lens)
+    speech = speech.detach().requires_grad_(True)
+    inputs = model._spliced(batch, speech, lens, with_target=True)
+    args = (inputs["inputs_embeds"], inputs["attention_mask"], inputs["position_ids"], inputs["labels"])
+    shared = frozen_llm.shared_opening(*args[:2], inputs["labels"])
+    # the system turn and the user header: every row's, before the first speech token
+    assert frozen_llm.MIN_SHARED <= shared < min(len(p) for p in batch.prefix) + 1
+    logits, targets, rows = model.llm.label_logits(*args)
+    (grad,) = torch.autograd.grad(F.cross_entropy(logits, targets), speech, retain_graph=True)
+    model.llm.share_opening = False  # every row in full
+    full_logits, full_targets, full_rows = model.llm.label_logits(*args)
+    (full_grad,) = torch.autograd.grad(F.cross_entropy(full_logits, full_targets), speech)
+    assert torch.equal(targets, full_targets) and torch.equal(rows, full_rows)
+    torch.testing.assert_close(logits, full_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(grad, full_grad, atol=1e-6, rtol=1e-3)
+
+
 def test_spliced_generation_matches_text_generation(model):
     """Speech embeddings equal to token embeddings must generate exactly what the tokens generate."""
     llm = model.llm

@@ -16,6 +16,7 @@ from prep.tiny_corpus import tiny_records
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = {
     "teacher targets: cached vs on-the-fly", "training step vs bare frozen-LLM floor",
+    "LLM fwd+bwd: every row in full vs the shared opening once",
     "padding ratio: bucketed vs plain", "loader throughput: bucketed vs plain",
     "loader alone vs training consumption", "teacher generation: batched vs one at a time",
     "peak memory: training step vs floor", "whisper-tiny.en encoder per clip: real length vs 30 s",
