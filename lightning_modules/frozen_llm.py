@@ -5,6 +5,8 @@ and ``SpeechLLM`` leaves it out of the optimizer and of checkpoints.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 from torch.distributed.fsdp import FSDPModule
@@ -123,12 +125,13 @@ class FrozenLLM(nn.Module):
             # The opening every row has alike (system turn, user header) once, on one row and without gradient (the
             # LLM is frozen and nothing before it learns); the rest of every row runs on copies of its KV cache.
             with torch.no_grad():
-                cache = decoder(inputs_embeds=inputs_embeds[:1, :shared], attention_mask=attention_mask[:1, :shared],
-                                position_ids=position_ids[:1, :shared], use_cache=True).past_key_values
+                opening = decoder(inputs_embeds=inputs_embeds[:1, :shared], attention_mask=attention_mask[:1, :shared],
+                                  position_ids=position_ids[:1, :shared], use_cache=True)
+            cache = returned_cache(opening)
             cache.batch_repeat_interleave(inputs_embeds.shape[0])
         hidden = decoder(
             inputs_embeds=inputs_embeds[:, shared:], attention_mask=attention_mask,
-            position_ids=position_ids[:, shared:], past_key_values=cache, use_cache=cache is not None,
+            position_ids=position_ids[:, shared:], use_cache=cache is not None, **cache_kwarg(decoder, cache),
         ).last_hidden_state
         shifted = labels[:, shared + 1:]
         where = shifted != IGNORE_INDEX
@@ -198,6 +201,18 @@ def _common_prefix(rows: list[list[int]]) -> list[int]:
     return rows[0][:n]
 
 
+def cache_kwarg(model: nn.Module, cache) -> dict:
+    """A KV cache as ``model.forward`` takes it: ``cache`` in recent transformers (where ``past_key_values``, the
+    older name, warns and goes in 5.40), ``past_key_values`` before."""
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+def returned_cache(out):
+    """The KV cache a forward pass returned, under either name (see ``cache_kwarg``)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def continuation_logprobs(model: PreTrainedModel, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
                           continuations: list[list[int]], pad_id: int) -> torch.Tensor:
     """Summed log-probability of each of K token-id continuations after each of B left-padded prompts ([B, K]) under
@@ -230,12 +245,12 @@ def continuation_logprobs(model: PreTrainedModel, inputs_embeds: torch.Tensor, a
         ids[i, :len(r) - 1], wanted[i, :len(r) - 1], valid[i, :len(r) - 1] = torch.tensor(r[:-1]), \
             torch.tensor(r[1:]), True
     ids, wanted, valid = (x.to(device).repeat(rows, 1) for x in (ids, wanted, valid))  # row b * k + i
-    cache = out.past_key_values
+    cache = returned_cache(out)
     cache.batch_repeat_interleave(k)
     mask = torch.cat([attention_mask.repeat_interleave(k, 0), valid.to(attention_mask.dtype)], dim=1)
     start = attention_mask.sum(-1).repeat_interleave(k)
     positions = start[:, None] + torch.arange(width, device=device)[None, :]
     logits = model(inputs_embeds=model.get_input_embeddings()(ids).to(inputs_embeds.dtype), attention_mask=mask,
-                   position_ids=positions, past_key_values=cache, use_cache=True).logits
+                   position_ids=positions, use_cache=True, **cache_kwarg(model, cache)).logits
     picked = logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
     return total + (picked * valid).sum(-1).view(rows, k)

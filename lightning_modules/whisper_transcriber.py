@@ -18,16 +18,22 @@ from lightning_modules.whisper_encoder import WhisperSpeechEncoder
 TOKENS_PER_SECOND = 6.0  # fast speech is ~4 words a second, ~1.3 Whisper tokens a word
 
 
-class _LengthNotice(logging.Filter):
-    """Drops transformers' "Both max_new_tokens and max_length seem to have been set" line: Whisper's generate sets
-    ``max_length`` itself (its config's 20, even with ``generation_config.max_length = None``), so every batch said
-    it although ``max_new_tokens`` alone bounds the transcript, as intended."""
+class _SpuriousNotices(logging.Filter):
+    """Drops three lines transformers' Whisper ``generate`` prints for every use, none of which is the caller's to
+    act on: "Both max_new_tokens and max_length seem to have been set" (it sets ``max_length`` itself, its config's
+    20, even with ``generation_config.max_length = None``, while ``max_new_tokens`` alone bounds the transcript, as
+    intended); "Passing `generation_config` together with generation-related arguments" (its own internal call
+    does); "The attention mask is not set with a batched input" (every row's decoder prompt is the same forced
+    tokens, so there is no padding to mask)."""
+
+    NOTICES = ("`max_new_tokens` will take precedence", "Passing `generation_config` together with",
+               "The attention mask is not set with a batched input")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "`max_new_tokens` will take precedence" not in record.getMessage()
+        return not any(notice in record.getMessage() for notice in self.NOTICES)
 
 
-logging.getLogger("transformers.generation.utils").addFilter(_LengthNotice())
+logging.getLogger("transformers.generation.utils").addFilter(_SpuriousNotices())
 
 
 class WhisperTranscriber:

@@ -88,6 +88,22 @@ def test_the_shared_opening_once_gives_the_loss_and_gradients_of_every_row_in_fu
     torch.testing.assert_close(grad, full_grad, atol=1e-6, rtol=1e-3)
 
 
+def test_kv_caches_go_by_the_name_this_transformers_takes(model, recwarn, capfd):
+    """The shared opening's cache and the closed-set continuations' run without transformers' deprecation notice for
+    ``past_key_values`` (renamed ``cache``; the old name goes in 5.40)."""
+    from lightning_modules.frozen_llm import continuation_logprobs
+
+    batch = batch_for(model, [make_clip(0, 120), make_clip(1, 200, "happy")])
+    speech, lens = model.speech_embeddings(batch.features, batch.feature_lens)
+    inputs = model._spliced(batch, speech, lens, with_target=True)
+    model.llm.label_logits(inputs["inputs_embeds"], inputs["attention_mask"], inputs["position_ids"], inputs["labels"])
+    embeds = model.llm.embed(torch.tensor([[5, 6, 7], [8, 9, 10]]))
+    scores = continuation_logprobs(model.llm.model, embeds, torch.ones(2, 3, dtype=torch.long), [[3, 4], [3, 5, 6]], 0)
+    assert scores.shape == (2, 2) and torch.isfinite(scores).all()
+    notices = [str(w.message) for w in recwarn] + [capfd.readouterr().err]
+    assert not any("past_key_values" in n for n in notices), notices
+
+
 def test_spliced_generation_matches_text_generation(model):
     """Speech embeddings equal to token embeddings must generate exactly what the tokens generate."""
     llm = model.llm
