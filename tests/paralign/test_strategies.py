@@ -23,8 +23,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from datamodules.stream import expand_sources, read_light_clips
 from lightning_modules import sharding
 from lightning_modules.speech_llm import SpeechLLM
-from paralign.recipe_loading import load_recipe
 from paralign.dry_run import dry_run, meta_modules
+from paralign.recipe_loading import load_recipe
 from paralign.train import build_datamodule
 from prep.tiny_corpus import build_tiny_corpus
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
