@@ -124,13 +124,17 @@ def _validation_line(v: dict[str, Any] | None) -> str:
 
 
 def _examples(generations: Sequence[dict[str, Any]], task: str, k: int = 3) -> list[str]:
-    rows = [g for g in generations if g.get("task") == task][:k]
+    """The first ``k`` of the task's records, those with a reference first (a reply is read beside what it aimed at;
+    clips outside ``teacher.share`` have none)."""
+    rows = [g for g in generations if g.get("task") == task]
+    rows = ([g for g in rows if _one_line(g.get("reference"))] or rows)[:k]
     if not rows:
         return []
     lines = [f"Examples (first {len(rows)}):", ""]
     for g in rows:
+        reference = _one_line(g.get("reference")) or "none"
         lines.append(f"- `{g['id']}` (emotion: {g.get('emotion')}, style: {', '.join(g.get('style') or []) or '-'})"
-                     f"  \n  reply: {_one_line(g.get('reply'))}  \n  reference: {_one_line(g.get('reference'))}")
+                     f"  \n  reply: {_one_line(g.get('reply'))}  \n  reference: {reference}")
     return lines + [""]
 
 

@@ -121,3 +121,15 @@ def test_closed_set_answers_are_scored_and_reported_beside_the_free_ones(generat
     # without likelihoods (a cascade, an older evaluation) there is no closed-set figure, not a wrong one
     plain = compute_metrics(generations, embedder=bow_embedder, n_boot=100)
     assert "accuracy_closed_set" not in plain["tasks"]["emotion"]["metrics"]
+
+
+def test_reply_examples_are_those_with_a_reference(generations, bow_embedder, tmp_path):
+    """A clip outside teacher.share has no reference reply: the report's examples show replies beside what they
+    aimed at, not an empty reference."""
+    unreferenced = {**generations[0], "id": "clip-no-ref", "reference": None}
+    assert generations[0]["task"] == "response"
+    gens = [unreferenced] + generations
+    m = compute_metrics(gens, embedder=bow_embedder, n_boot=50)
+    text = write_report(tmp_path / "eval", m, gens, title="t").read_text()
+    examples = text.split("## Task `response`")[1].split("## Task")[0].split("Examples")[1]
+    assert "clip-no-ref" not in examples and examples.count("reference: oh no you sound") == 3
