@@ -5,6 +5,7 @@ and ``SpeechLLM`` leaves it out of the optimizer and of checkpoints.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -28,7 +29,9 @@ class FrozenLLM(nn.Module):
         model.requires_grad_(False)
         self.model = model.eval()
         self.prompter = prompter
-        self.share_opening = True  # teacher-forced passes run the rows' shared opening once (``shared_opening``)
+        # teacher-forced passes run the rows' shared opening once (``shared_opening``); off where the LLM is sharded or
+        # its layers are checkpointed (lightning_modules/sharding.py)
+        self.share_opening = True
         self.model_id = model_id or getattr(model.config, "_name_or_path", "")
         self.pad_id = prompter.pad_id if prompter is not None else None
         self.eos_id = prompter.eos_id if prompter is not None else None
@@ -117,9 +120,7 @@ class FrozenLLM(nn.Module):
     def _label_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                       labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         decoder = self.model.get_decoder()
-        # Sharded, every rank must make the same passes (their all-gathers pair up): one pass there.
-        alone = self.share_opening and not isinstance(self, FSDPModule)
-        shared = shared_opening(inputs_embeds, attention_mask, labels) if alone else 0
+        shared = shared_opening(inputs_embeds, attention_mask, labels) if self.share_opening else 0
         cache = None
         if shared:
             # The opening every row has alike (system turn, user header) once, on one row and without gradient (the
@@ -204,7 +205,12 @@ def _common_prefix(rows: list[list[int]]) -> list[int]:
 def cache_kwarg(model: nn.Module, cache) -> dict:
     """A KV cache as ``model.forward`` takes it: ``cache`` in recent transformers (where ``past_key_values``, the
     older name, warns and goes in 5.40), ``past_key_values`` before."""
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+    return {_cache_name(type(model)): cache}
+
+
+@functools.cache
+def _cache_name(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def returned_cache(out):

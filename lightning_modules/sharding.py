@@ -41,6 +41,8 @@ def checkpoint_blocks(module: nn.Module, llm: bool, encoder: bool) -> None:
     blocks = ([*decoder_layers(module.llm)] if llm else []) + ([*module.encoder.blocks()] if encoder else [])
     for block in blocks:
         checkpoint_activations(block)
+    if llm:  # a layer run again in the backward pass would append to the shared opening's KV cache twice
+        module.llm.share_opening = False
 
 
 def shard(module: nn.Module, mesh: DeviceMesh) -> None:
@@ -54,6 +56,8 @@ def shard(module: nn.Module, mesh: DeviceMesh) -> None:
     # FSDP2 warns at every step that a unit returned a view (Linear on 3-D inputs does); the warning is about
     # in-place edits of such outputs, and SpeechLLM makes none.
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+    # every rank must make the same passes (their all-gathers pair up), whatever opening its rows share
+    module.llm.share_opening = False
     for layer in decoder_layers(module.llm):
         fully_shard(layer, mesh=mesh)
     # Explicitly resharded after forward: a root unit would otherwise keep the embeddings and LM head (1B

@@ -299,8 +299,6 @@ class SpeechLLM(pl.LightningModule):
         checkpointing = self.cfg.llm.activation_checkpointing
         sharding.checkpoint_blocks(self, llm=checkpointing,
                                    encoder=checkpointing or self.cfg.encoder.activation_checkpointing)
-        if checkpointing:  # a layer run again in the backward pass would append to the shared opening's cache twice
-            self.llm.share_opening = False
         if self.device_mesh is not None:  # set by ModelParallelStrategy only
             sharding.shard(self, self.device_mesh["data_parallel"])
 

@@ -136,12 +136,12 @@ def floor_step_fn(model: SpeechLLM, batch: Batch, share_opening: bool = True) ->
 
     def step() -> None:
         x = embeds.clone().requires_grad_()
-        model.llm.share_opening = share_opening
+        before, model.llm.share_opening = model.llm.share_opening, share_opening
         try:
             logits, targets, _ = model.llm.label_logits(x, inputs["attention_mask"], inputs["position_ids"],
                                                         inputs["labels"])
         finally:
-            model.llm.share_opening = True
+            model.llm.share_opening = before
         torch.nn.functional.cross_entropy(logits, targets).backward()
     return step
 
