@@ -28,7 +28,7 @@ from lightning_modules.speech_llm import SpeechLLM
 from paralign.data import shard_sources
 from paralign.evaluation.answer_likelihood import answer_logprobs
 from paralign.model_folder import load_trained
-from paralign.perceive import perceived_emotions
+from paralign.perceive import known_answers, perceived_emotions
 from paralign.speaker_statistics import prepare_evaluation
 from scoring.probe import Pooled, head_accuracy, probe_accuracy
 
@@ -77,11 +77,14 @@ def cascade_replies(model: SpeechLLM, batch: Batch, with_labels: bool) -> list[s
                              top_p=g.top_p)
 
 
-def generation_records(model: SpeechLLM, batch: Batch, cascade: str = "none") -> list[dict[str, Any]]:
-    """One record per example: the reply (from speech, or from words for a cascade) beside its reference."""
+def generation_records(model: SpeechLLM, batch: Batch, cascade: str = "none",
+                       answered: dict[tuple[str, str], str] | None = None) -> list[dict[str, Any]]:
+    """One record per example: the reply (from speech, or from words for a cascade) beside its reference.
+    ``answered``: the model's answers to the emotion question so far (``perceive.known_answers``)."""
     perceived: list[str | None] = [None] * len(batch.keys)
     if cascade == "none":
-        perceived = perceived_emotions(model, batch)  # prompt.perceive: the emotion the model names first
+        # prompt.perceive: the emotion the model names first
+        perceived = perceived_emotions(model, batch, answered=answered)
         replies = model.generate(batch, cues=perceived)
     else:
         replies = cascade_replies(model, batch, with_labels=cascade == "transcript+labels")
@@ -143,6 +146,15 @@ def cached_generations(out: Path, fingerprint: str, source: str) -> list[dict]:
     return records
 
 
+def replies_of(out: Path, fingerprint: str) -> list[dict]:
+    """The records ``out/generations.jsonl`` holds of the model with ``fingerprint`` (none if another's)."""
+    try:
+        owner = json.loads((out / "generations.model.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return _read_jsonl(out / "generations.jsonl") if owner.get("fingerprint") == fingerprint else []
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -189,11 +201,13 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     done = {(r["id"], r["task"]) for r in records}
     pooled: dict[str, tuple[torch.Tensor, dict]] = {}
     # One pass per task: a batch of one task stops generating when its replies end (an emotion answer is a few
-    # tokens, a response many), where mixed batches would all run as long as their longest reply.
-    tasks = [n for n in model.tasks if not cfg.eval.tasks or n in cfg.eval.tasks]
+    # tokens, a response many), where mixed batches would all run as long as their longest reply. The emotion task
+    # first: its greedy answers are those the perceive step of the response task would generate again.
+    tasks = sorted((n for n in model.tasks if not cfg.eval.tasks or n in cfg.eval.tasks), key=lambda n: n != "emotion")
     # every task asks about the same clips: each clip's speech tokens are made once (a cascade makes none)
     read = [cfg.eval.split] + (["train"] if cfg.eval.probe_fit == "train" else [])
     prepare_evaluation(cfg, model, [(split_source(cfg, split), split) for split in read])  # encoder.speaker_norm
+    greedy = not cfg.generation.do_sample  # perceive asks greedily: sampled answers are not its answers
     with gen_path.open("a") as sink, torch.no_grad(), model.remembering_speech() as memo:
         for task in tasks:
             clips_seen: set[str] = set()
@@ -201,6 +215,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
             # similarity are scored where one exists)
             loader = split_loader(cfg, model, cfg.eval.split, [task], need_target=task != "response")
             closed_set = cascade == "none" and task == "emotion" and model.tasks[task].target == "label"
+            answered = known_answers(model, records) if task == "response" and greedy else None
             for batch in tqdm(loader, desc=f"evaluating {task}", unit="batch"):
                 if cascade == "none":  # the probe's pooled tokens, once per clip (a cascade has none)
                     speech, lens = model.speech_embeddings(batch.features, batch.feature_lens, speakers_of(batch.meta))
@@ -208,7 +223,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
                         pooled.setdefault(key, (vec.float(), meta))
                 clips_seen.update(batch.keys)
                 if not all((k, t) in done for k, t in zip(batch.keys, batch.task)):
-                    new = generation_records(model, batch, cascade)
+                    new = generation_records(model, batch, cascade, answered)
                     if closed_set:  # the likelihood of each emotion's answer after the same prompt
                         for rec, logp in zip(new, answer_logprobs(model, batch, model.tasks[task])):
                             rec["answer_logp"] = logp
@@ -266,16 +281,24 @@ def pooled_tokens(cfg: DictConfig, model: SpeechLLM, split: str) -> dict[str, tu
 
 def showcase_records(cfg: DictConfig, model: SpeechLLM, out: Path) -> list[dict[str, Any]]:
     """Response-task replies for the showcase split (the same sentences spoken in several emotions), each with
-    the teacher's reply to its words under its emotion's cue (``teacher``: what the model aims at)."""
+    the teacher's reply to its words under its emotion's cue (``teacher``: what the model aims at). Where the
+    showcase is the evaluated split (``eval.split``), the evaluation's replies of this model in ``out`` are taken,
+    not generated again."""
     from paralign.evaluation.reply_emotion import teacher_replies
 
     records: list[dict[str, Any]] = []
     split = cfg.eval.showcase_split
+    replied = {}
+    if split == cfg.eval.split:
+        replied = {r["id"]: r for r in replies_of(out, model_fingerprint(cfg, model)) if r["task"] == "response"}
     prepare_evaluation(cfg, model, [(split_source(cfg, split), split)])  # encoder.speaker_norm
     with torch.no_grad():
         # replies only: a showcase clip needs no cached teacher reply (teacher.share may leave it out)
         for batch in split_loader(cfg, model, split, ["response"], need_target=False):
-            records += generation_records(model, batch)
+            if all(key in replied for key in batch.keys):
+                records += [dict(replied[key]) for key in batch.keys]
+            else:
+                records += generation_records(model, batch)
         labelled = [r for r in records if r.get("emotion") and r.get("transcript")]
         for r, reply in zip(labelled, teacher_replies(model.llm, labelled, out, cfg.generation.max_new_tokens)):
             r["teacher"] = reply

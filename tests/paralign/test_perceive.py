@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightning_modules.speech_llm import SpeechLLM
-from paralign.perceive import perceived_emotions
+from paralign.perceive import known_answers, perceived_emotions
 from paralign.recipe_loading import RecipeError, load_recipe
 from tests.lightning_modules.conftest import batch_for, make_clip, tiny_cfg
 
@@ -84,3 +84,36 @@ def test_reply_from_perceived_replies_to_the_words_and_the_named_cue_as_text():
     assert speech_rows and [replies[i] for i in speech_rows] == model.generate(batch.select(speech_rows))
     with pytest.raises(RecipeError, match="prompt.reply_from=perceived .* needs prompt.perceive=true"):
         load_recipe("recipes/demo.yaml", ["prompt.perceive=false", "prompt.reply_from=perceived"])
+
+
+def test_answers_the_model_gave_already_are_not_asked_again(monkeypatch):
+    """The evaluation's emotion task asks every clip perceive's question first: the response task's perceive step
+    takes those answers (by clip and prompt, cut to perceive's length) and generates only for the rest."""
+    model = _model()
+    batch = batch_for(model, [make_clip(0, 80), make_clip(1, 120, "happy")])
+    responses = [i for i, t in enumerate(batch.task) if t == "response"]
+    question = model.llm.prompter.student_template(model.tasks["emotion"].instructions[0], None)
+    first = batch.keys[responses[0]]
+    long_answer = "angry " + "very " * 40 + "sad"
+    records = [
+        {"id": first, "task": "emotion", "prompt": question, "reply": long_answer},
+        # another question about the second clip: not perceive's answer
+        {"id": batch.keys[responses[1]], "task": "emotion", "prompt": "{speech}\nAnything?", "reply": "Happy."},
+        {"id": batch.keys[responses[1]], "task": "style", "prompt": question, "reply": "Sad."},
+    ]
+    answered = known_answers(model, records)
+    assert set(answered) == {(first, question), (batch.keys[responses[1]], "{speech}\nAnything?")}  # emotion only
+    assert "angry" in answered[(first, question)] and "sad" not in answered[(first, question)]  # cut to 16 tokens
+    asked = []
+
+    def answer(sub, **options):
+        asked.append(len(sub.prefix))
+        return ["I hear fear."] * len(sub.prefix)
+
+    monkeypatch.setattr(model, "generate", answer)
+    perceived = perceived_emotions(model, batch, answered=answered)
+    assert [perceived[i] for i in responses] == ["angry", "fearful"]
+    assert asked == [1]  # only the clip without an answer
+    asked.clear()
+    assert perceived_emotions(model, batch) == [None if i not in responses else "fearful" for i in range(len(batch))]
+    assert asked == [2]
