@@ -93,13 +93,31 @@ def init_weights(model: SpeechLLM, path: str | Path) -> None:
                  "zero), e.g. %s", len(pretrained), pretrained[0])
 
 
+class _LitLoggerTip(logging.Filter):
+    """Lightning's advertisement for its cloud logger, printed at every Trainer start (the logs are TensorBoard's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def quiet_library_notices() -> None:
+    """Silence what Lightning prints on every run that is not the user's to act on."""
+    # The frozen LLM stays in eval mode on purpose (FrozenLLM.train); Lightning would warn about it every run.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # Lightning 2.6's own pytree helper still uses torch's deprecated LeafSpec (its code, not ours)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):  # its info lines
+        tips = logging.getLogger(name)
+        if not any(isinstance(f, _LitLoggerTip) for f in tips.filters):
+            tips.addFilter(_LitLoggerTip())
+
+
 def train(cfg: DictConfig) -> Path:
     """Prepare data, train, and return the run folder."""
     if cfg.eval.cascade != "none":
         raise ValueError(f"{cfg.name} is a cascade reference (eval.cascade={cfg.eval.cascade}): nothing to train; "
                          "evaluate it with `paralign eval --recipe <recipe>` (no checkpoint)")
-    # The frozen LLM stays in eval mode on purpose (FrozenLLM.train); Lightning would warn about it every run.
-    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    quiet_library_notices()
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = resolve_run_dir(cfg)
     with run_lock(run_dir):
