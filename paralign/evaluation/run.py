@@ -129,10 +129,7 @@ def cached_generations(out: Path, fingerprint: str, source: str) -> list[dict]:
     other model (another checkpoint of the run, the run trained further, another recipe) are discarded, said in
     one line. ``generations.model.json`` records whose replies the file holds."""
     gen_path, owner_path = out / "generations.jsonl", out / "generations.model.json"
-    try:
-        owner = json.loads(owner_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        owner = {}
+    owner = _owner(out)
     records = _read_jsonl(gen_path)
     if records and owner.get("fingerprint") != fingerprint:
         log.warning("%s holds the replies of another model (%s): starting afresh for %s", gen_path,
@@ -148,11 +145,15 @@ def cached_generations(out: Path, fingerprint: str, source: str) -> list[dict]:
 
 def replies_of(out: Path, fingerprint: str) -> list[dict]:
     """The records ``out/generations.jsonl`` holds of the model with ``fingerprint`` (none if another's)."""
+    return _read_jsonl(out / "generations.jsonl") if _owner(out).get("fingerprint") == fingerprint else []
+
+
+def _owner(out: Path) -> dict:
+    """Whose replies ``out/generations.jsonl`` holds (``generations.model.json``; empty if unrecorded)."""
     try:
-        owner = json.loads((out / "generations.model.json").read_text())
+        return json.loads((out / "generations.model.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return []
-    return _read_jsonl(out / "generations.jsonl") if owner.get("fingerprint") == fingerprint else []
+        return {}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -207,7 +208,8 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
     # every task asks about the same clips: each clip's speech tokens are made once (a cascade makes none)
     read = [cfg.eval.split] + (["train"] if cfg.eval.probe_fit == "train" else [])
     prepare_evaluation(cfg, model, [(split_source(cfg, split), split) for split in read])  # encoder.speaker_norm
-    greedy = not cfg.generation.do_sample  # perceive asks greedily: sampled answers are not its answers
+    # perceive's question, answered by the emotion task already (perceive asks greedily: not sampled answers)
+    reuse = model.llm.prompter.framing.perceive and not cfg.generation.do_sample
     with gen_path.open("a") as sink, torch.no_grad(), model.remembering_speech() as memo:
         for task in tasks:
             clips_seen: set[str] = set()
@@ -215,7 +217,7 @@ def evaluate(cfg: DictConfig, ckpt: str | Path | None, run_dir: str | Path | Non
             # similarity are scored where one exists)
             loader = split_loader(cfg, model, cfg.eval.split, [task], need_target=task != "response")
             closed_set = cascade == "none" and task == "emotion" and model.tasks[task].target == "label"
-            answered = known_answers(model, records) if task == "response" and greedy else None
+            answered = known_answers(model, records) if task == "response" and reuse else None
             for batch in tqdm(loader, desc=f"evaluating {task}", unit="batch"):
                 if cascade == "none":  # the probe's pooled tokens, once per clip (a cascade has none)
                     speech, lens = model.speech_embeddings(batch.features, batch.feature_lens, speakers_of(batch.meta))
